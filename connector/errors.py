@@ -10,6 +10,8 @@
     │   └── EncoderNotFoundError     no encoder of that kind is installed
     ├── StorageError                 the backend failed (retriable: temporary)
     │   └── CasMismatch              the document changed since the event (never retried)
+    ├── DocumentNotFoundError        a key-value read or write found no document
+    ├── DocumentExistsError          an insert found the key taken
     └── SearchError                  a search request cannot be answered as asked
 
 `retriable` on the class says whether trying again later may succeed.
@@ -75,3 +77,14 @@ class CasMismatch(StorageError):
 
 class SearchError(CbembedError):
     pass
+
+
+class DocumentNotFoundError(CbembedError, KeyError):
+    """A key-value read or CAS write found no (live) document."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "document not found"
+
+
+class DocumentExistsError(CbembedError):
+    """An insert found a document under that key already."""

@@ -1,0 +1,270 @@
+"""Configuration: a TOML file plus `CBEMBED_*` environment variables (pydantic-settings).
+
+Precedence, highest first: keyword arguments, environment (`CBEMBED_STORAGE`,
+`CBEMBED_COUCHBASE__PASSWORD`, ...), the TOML file, defaults. Secrets never have to be in the file.
+
+    storage = "embedded://./cbembed.db"          # or couchbase://host (see [couchbase])
+    [[pipelines]]
+    name = "articles"
+    keyspace = "demo.library.articles"
+    template = "{title}. {body}"
+    filter = { type = "article" }
+    vector_field = "embedding"
+    similarity = "cosine"
+    encoder = { kind = "sentence-transformers", model = "sentence-transformers/all-MiniLM-L6-v2" }
+
+`load_settings()` turns every validation problem into one `ConfigError` line: path + reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from connector.errors import ConfigError
+from connector.events import Keyspace
+from connector.filters import FieldFilter
+from connector.template import Template
+
+Similarity = Literal["cosine", "dot", "l2"]
+DEFAULT_CONFIG_NAME = "cbembed.toml"
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
+
+
+class EncoderConfig(BaseModel):
+    """Which encoder a pipeline uses. `kind` names an installed encoder (entry point
+    group `cbembed.encoders`); `options` are passed to it and validated by it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = "sentence-transformers"
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    device: str = "auto"
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    keyspace: str
+    template: str | None = None
+    source_field: str | None = Field(
+        default=None, description="field holding an image/audio source (non-text encoders)"
+    )
+    filter: FieldFilter | None = None
+    vector_field: str = "embedding"
+    similarity: Similarity = "cosine"
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                "must start with a letter and hold only letters, digits, '_' or '-' (max 63)"
+            )
+        return v
+
+    @field_validator("keyspace")
+    @classmethod
+    def _keyspace_ok(cls, v: str) -> str:
+        Keyspace.parse(v)
+        return v
+
+    @field_validator("template")
+    @classmethod
+    def _template_ok(cls, v: str | None) -> str | None:
+        if v is not None:
+            Template.parse(v)
+        return v
+
+    @field_validator("vector_field")
+    @classmethod
+    def _vector_field_ok(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", v):
+            raise ValueError("must be a field name or a dotted path of field names")
+        return v
+
+    @property
+    def parsed_keyspace(self) -> Keyspace:
+        return Keyspace.parse(self.keyspace)
+
+    @model_validator(mode="after")
+    def _has_input(self) -> PipelineConfig:
+        if self.template is None and self.source_field is None:
+            raise ValueError("needs a `template` (text) or a `source_field` (image/audio)")
+        return self
+
+
+class ConnectorConfig(BaseModel):
+    """How the connector runs: batching, queues, checkpoints, scale-out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    group: str = "default"
+    member: int = Field(default=0, ge=0)
+    members: int = Field(default=1, ge=1, le=1024)
+    max_batch: int = Field(default=32, ge=1, le=4096)
+    max_wait_ms: float = Field(default=50.0, ge=0)
+    queue_size: int = Field(default=1024, ge=1)
+    checkpoint_interval_s: float = Field(default=1.0, gt=0)
+    status_interval_s: float = Field(default=10.0, gt=0)
+    poll_interval_s: float = Field(default=0.2, gt=0)
+    start_from: Literal["beginning", "now"] = "beginning"
+
+
+class EmbeddedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    partitions: int = Field(default=64, ge=1, le=1024)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class CouchbaseConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = "Administrator"
+    password: SecretStr = SecretStr("")
+    ca_cert: Path | None = None
+    metadata_keyspace: str = Field(default="", description="bucket._cbembed.meta by default")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CBEMBED_", env_nested_delimiter="__", extra="forbid", toml_file=None
+    )
+
+    storage: str = "embedded://./cbembed.db"
+    pipelines: list[PipelineConfig] = Field(default_factory=list)
+    connector: ConnectorConfig = Field(default_factory=ConnectorConfig)
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)
+    couchbase: CouchbaseConfig = Field(default_factory=CouchbaseConfig)
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_ok(cls, v: str) -> str:
+        if not v.startswith(("embedded://", "couchbase://", "couchbases://")):
+            raise ValueError(
+                "must be embedded://PATH or a Couchbase connection string "
+                "(couchbase://host or couchbases://host)"
+            )
+        if v.startswith("embedded://") and not v[len("embedded://") :]:
+            raise ValueError("embedded:// needs a file path, e.g. embedded://./cbembed.db")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        seen: set[str] = set()
+        for p in self.pipelines:
+            if p.name in seen:
+                raise ValueError(f"pipeline name {p.name!r} is used twice")
+            seen.add(p.name)
+        targets = [(p.keyspace, p.vector_field) for p in self.pipelines]
+        for t in set(targets):
+            if targets.count(t) > 1:
+                raise ValueError(f"two pipelines write the same vector field {t[1]!r} of {t[0]}")
+        if self.connector.member >= self.connector.members:
+            raise ValueError(
+                f"connector.member {self.connector.member} must be below "
+                f"connector.members {self.connector.members}"
+            )
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.storage.startswith("embedded://")
+
+    @property
+    def embedded_path(self) -> Path:
+        return Path(self.storage[len("embedded://") :]).expanduser()
+
+    def pipeline(self, name: str | None) -> PipelineConfig:
+        if not self.pipelines:
+            raise ConfigError([("pipelines", "no pipeline is configured")])
+        if name is None:
+            return self.pipelines[0]
+        for p in self.pipelines:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.pipelines)
+        raise ConfigError([("pipeline", f"no pipeline named {name!r} (configured: {known})")])
+
+
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    out = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        out.append((path, msg))
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), the environment and `overrides`; raise ConfigError.
+
+    Without an explicit file, `CBEMBED_CONFIG` and then `./cbembed.toml` are tried.
+    """
+    path: Path | None = None
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise ConfigError([("--config", f"file {str(path)!r} does not exist")])
+    elif os.environ.get("CBEMBED_CONFIG"):
+        path = Path(os.environ["CBEMBED_CONFIG"])
+        if not path.is_file():
+            raise ConfigError([("CBEMBED_CONFIG", f"file {str(path)!r} does not exist")])
+    elif Path(DEFAULT_CONFIG_NAME).is_file():
+        path = Path(DEFAULT_CONFIG_NAME)
+    source = str(path) if path else None
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError([("(file)", f"not valid TOML: {e}")], source) from None
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    try:
+        settings = _FileSettings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(_problems(e), source) from None
+    # Relative embedded paths are relative to the config file's folder.
+    if path is not None and settings.is_embedded and not settings.embedded_path.is_absolute():
+        rel = settings.storage[len("embedded://") :]
+        if "CBEMBED_STORAGE" not in os.environ and "storage" not in overrides:
+            settings.storage = "embedded://" + str((path.parent / rel).resolve())
+    return settings

@@ -1,0 +1,327 @@
+"""One pipeline's data flow, stage by stage:
+
+    change event --intake--> extract (filter, template) --> skip if the source hash is unchanged
+      --> batch queue (bounded) --encode stage--> encoder on the encode thread
+      --> write queue (bounded) --write stage--> CAS-guarded write-back --> progress (checkpoint)
+
+Deletions, and documents that stopped matching the filter, travel the same queues as removals,
+so every write for one document happens in change order. A document that cannot be handled is
+recorded as a dead letter and the stream goes on. Every method runs on the connector's event
+loop; only `Encoder.encode` (and input loading) runs on the encode thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from connector.batching import backoff_delays, next_batch
+from connector.config import ConnectorConfig, PipelineConfig
+from connector.errors import CbembedError, DocumentError, StorageError
+from connector.events import ChangeEvent, Keyspace, PartitionOffset
+from connector.extract import Extracted, Extractor
+from connector.hashing import pipeline_fingerprint
+from connector.progress import PartitionProgress
+from connector.storage import (
+    Backend,
+    Checkpoint,
+    DeadLetter,
+    PipelineStats,
+    PipelineTarget,
+    Removal,
+    VectorWrite,
+    WriteOutcome,
+)
+from encoders.base import Encoder
+
+log = logging.getLogger("cbembed.pipeline")
+
+#: turns an extracted payload into what the encoder takes (identity for text; loads images)
+InputLoader = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkItem:
+    event: ChangeEvent
+    extracted: Extracted | None  # None: remove what the pipeline derived
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedBatch:
+    items: list[WorkItem]
+    vectors: dict[int, np.ndarray]  # item index -> vector
+    errors: dict[int, DocumentError]  # item index -> why it could not be encoded
+    truncated: int
+
+
+class PipelineWorker:
+    def __init__(
+        self, config: PipelineConfig, encoder: Encoder, backend: Backend, group: str,
+        connector: ConnectorConfig, encode_executor: Executor,
+        loader: InputLoader | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.keyspace: Keyspace = config.parsed_keyspace
+        self.encoder = encoder
+        self.backend = backend
+        self.group = group
+        self.fingerprint = pipeline_fingerprint(config)
+        self.extractor = Extractor(config, self.fingerprint)
+        self.target = PipelineTarget(
+            config.name, config.vector_field, encoder.model_name, encoder.dimension
+        )
+        self.stats = PipelineStats()
+        self._normalize = config.similarity == "cosine"
+        self._loader = loader
+        self._cfg = connector
+        self._encode_executor = encode_executor
+        self._batch_queue: asyncio.Queue[WorkItem] = asyncio.Queue(connector.queue_size)
+        self._write_queue: asyncio.Queue[EncodedBatch] = asyncio.Queue(2)
+        self._progress: dict[int, PartitionProgress] = {}
+        self._start: dict[int, PartitionOffset] = {}
+        self._saved: dict[int, PartitionOffset] = {}
+        self._dead_keys: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.finished_count = 0  # changes finished since start (progress bars)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def load_state(self) -> dict[int, PartitionOffset]:
+        """Read checkpoints, stats and dead letters; returns where each partition resumes.
+
+        A checkpoint made with other settings (model, template...) is discarded, so every
+        document is looked at again and re-embedded where its hash now differs.
+        """
+        cps = await self.backend.load_checkpoints(self.group, self.name)
+        stale = [vb for vb, cp in cps.items() if cp.fingerprint != self.fingerprint]
+        if stale:
+            log.warning(
+                "pipeline %s: settings changed since the last run; re-reading %d partitions "
+                "from the start", self.name, len(stale),
+            )
+        self._start = {vb: cp.offset for vb, cp in cps.items() if vb not in stale}
+        self._saved = dict(self._start)
+        self.stats.add(await self.backend.load_stats(self.group, self.name))
+        self._dead_keys = {
+            d.key for d in await self.backend.list_dead_letters(self.name)
+            if d.keyspace == str(self.keyspace)
+        }
+        return dict(self._start)
+
+    def begin(self, partitions: Sequence[int], offsets: dict[int, PartitionOffset]) -> None:
+        """Start the encode and write stages. `offsets`: where the feed starts per partition."""
+        for vb in partitions:
+            start = self._start.get(vb) or offsets[vb]
+            self._start[vb] = start
+            self._progress[vb] = PartitionProgress(offsets[vb])
+        self._tasks = [
+            asyncio.create_task(self._encode_stage(), name=f"encode:{self.name}"),
+            asyncio.create_task(self._write_stage(), name=f"write:{self.name}"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(p.in_flight for p in self._progress.values())
+
+    # -- intake -------------------------------------------------------------------------------
+    async def offer(self, ev: ChangeEvent) -> None:
+        """Take one change from the feed (in seqno order per partition)."""
+        progress = self._progress.get(ev.partition)
+        if progress is None or ev.seqno <= progress.last_received:
+            return
+        progress.received(ev.seqno, ev.snapshot)
+        if ev.seqno <= self._start[ev.partition].seqno or ev.keyspace != self.keyspace:
+            self._finish(ev)  # finished before the restart, or not our collection
+            return
+        if ev.is_removal:
+            await self._batch_queue.put(WorkItem(ev, None))
+            return
+        try:
+            doc = self.extractor.parse(ev.body or b"")
+            if not self.extractor.matches(doc):
+                self.stats.skipped_filter += 1
+                if self.name in ev.meta:  # it was embedded while it matched
+                    await self._batch_queue.put(WorkItem(ev, None))
+                else:
+                    self._finish(ev)
+                return
+            extracted = self.extractor.extract(doc)
+        except DocumentError as e:
+            await self._dead_letter(ev, e)
+            self._finish(ev)
+            return
+        stored = ev.meta.get(self.name)
+        if stored is not None and stored.source_hash == extracted.source_hash:
+            self.stats.skipped_unchanged += 1
+            self._finish(ev)
+            return
+        await self._batch_queue.put(WorkItem(ev, extracted))
+
+    def rolled_back(self, partition: int, offset: PartitionOffset) -> None:
+        if partition in self._progress:
+            self._progress[partition].reset(offset)
+            self._start[partition] = offset
+
+    def seqno_advanced(self, partition: int, seqno: int) -> None:
+        if partition in self._progress:
+            self._progress[partition].advance_to(seqno)
+
+    # -- encode stage ---------------------------------------------------------------------------
+    async def _encode_stage(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = await next_batch(
+                self._batch_queue, self._cfg.max_batch, self._cfg.max_wait_ms / 1000
+            )
+            payloads = [(i, it.extracted.payload) for i, it in enumerate(items) if it.extracted]
+            vectors: dict[int, np.ndarray] = {}
+            errors: dict[int, DocumentError] = {}
+            truncated = 0
+            if payloads:
+                vectors, errors, truncated = await loop.run_in_executor(
+                    self._encode_executor, self._encode, payloads
+                )
+            await self._write_queue.put(EncodedBatch(items, vectors, errors, truncated))
+
+    def _encode(
+        self, payloads: list[tuple[int, Any]]
+    ) -> tuple[dict[int, np.ndarray], dict[int, DocumentError], int]:
+        """Runs on the encode thread: load inputs, encode, isolate failing items."""
+        inputs: list[tuple[int, Any]] = []
+        errors: dict[int, DocumentError] = {}
+        for i, payload in payloads:
+            try:
+                inputs.append((i, self._loader(payload) if self._loader else payload))
+            except DocumentError as e:
+                errors[i] = e
+        if not inputs:
+            return {}, errors, 0
+        try:
+            res = self.encoder.encode([x for _, x in inputs], normalize=self._normalize)
+            return {i: res.vectors[n] for n, (i, _) in enumerate(inputs)}, errors, res.truncated
+        except Exception as e:
+            if len(inputs) == 1:
+                errors[inputs[0][0]] = DocumentError(f"encoder failed: {e}", kind="encode")
+                return {}, errors, 0
+        # One bad input fails the whole batch: encode one by one to find it.
+        vectors: dict[int, np.ndarray] = {}
+        truncated = 0
+        for i, x in inputs:
+            try:
+                res = self.encoder.encode([x], normalize=self._normalize)
+                vectors[i] = res.vectors[0]
+                truncated += res.truncated
+            except Exception as e:
+                errors[i] = DocumentError(f"encoder failed: {e}", kind="encode")
+        return vectors, errors, truncated
+
+    # -- write stage ----------------------------------------------------------------------------
+    async def _write_stage(self) -> None:
+        while True:
+            batch = await self._write_queue.get()
+            await self._write(batch)
+
+    async def _write(self, batch: EncodedBatch) -> None:
+        writes: list[tuple[WorkItem, VectorWrite]] = []
+        removals: list[Removal] = []
+        for i, it in enumerate(batch.items):
+            ev = it.event
+            if it.extracted is None:
+                removals.append(Removal(ev.keyspace, ev.key, ev.cas))
+            elif i in batch.vectors:
+                writes.append((it, VectorWrite(
+                    ev.keyspace, ev.key, ev.cas, batch.vectors[i],
+                    it.extracted.source_hash, it.extracted.text,
+                )))
+        outcomes: list[WriteOutcome] = []
+        try:
+            if writes:
+                outcomes = await self._with_retries(
+                    lambda: self.backend.write_vectors(self.target, [w for _, w in writes])
+                )
+            if removals:
+                await self._with_retries(
+                    lambda: self.backend.remove_vectors(self.target, removals)
+                )
+        except StorageError as e:
+            for it in batch.items:
+                await self._dead_letter(it.event, DocumentError(f"write-back failed: {e}",
+                                                                kind="write"))
+                self._finish(it.event)
+            return
+        for i, err in batch.errors.items():
+            await self._dead_letter(batch.items[i].event, err)
+        cleared: list[str] = []
+        for (it, _), outcome in zip(writes, outcomes, strict=True):
+            if outcome is WriteOutcome.WRITTEN:
+                self.stats.embedded += 1
+                if it.event.key in self._dead_keys:
+                    cleared.append(it.event.key)
+            elif outcome is WriteOutcome.CAS_MISMATCH:
+                self.stats.cas_conflicts += 1
+        self.stats.removed += len(removals)
+        self.stats.truncated += batch.truncated
+        if cleared:
+            await self.backend.clear_dead_letters(self.name, str(self.keyspace), cleared)
+            self._dead_keys.difference_update(cleared)
+        for it in batch.items:
+            self._finish(it.event)
+
+    async def _with_retries(self, op: Callable[[], Any], attempts: int = 8) -> Any:
+        for delay in backoff_delays(attempts):
+            try:
+                return await op()
+            except StorageError as e:
+                if not e.retriable:
+                    raise
+                log.warning("pipeline %s: write-back failed (%s); retrying", self.name, e)
+                await asyncio.sleep(random.uniform(0, delay))
+        return await op()
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def _finish(self, ev: ChangeEvent) -> None:
+        self._progress[ev.partition].finished(ev.seqno)
+        self.finished_count += 1
+
+    async def _dead_letter(self, ev: ChangeEvent, err: CbembedError) -> None:
+        self.stats.failed += 1
+        kind = getattr(err, "kind", "error")
+        log.info("pipeline %s: %s %s: %s", self.name, ev.keyspace, ev.key, err)
+        await self.backend.record_dead_letters([DeadLetter(
+            self.name, str(ev.keyspace), ev.key, ev.seqno, ev.cas, kind, str(err), time.time()
+        )])
+        self._dead_keys.add(ev.key)
+
+    def checkpoints(self, failover_log: Callable[[int], tuple[Any, ...]]) -> dict[int, Checkpoint]:
+        """Checkpoints of partitions that moved since the last save (dirty only)."""
+        out = {}
+        for vb, progress in self._progress.items():
+            flog = failover_log(vb)
+            offset = progress.checkpoint(flog[0].vbuuid if flog else 0)
+            if offset.seqno < self._start[vb].seqno:  # the feed started below our checkpoint
+                offset = self._start[vb]
+            if self._saved.get(vb) != offset:
+                out[vb] = Checkpoint(offset, tuple(flog), self.fingerprint)
+        return out
+
+    async def save_checkpoints(self, failover_log: Callable[[int], tuple[Any, ...]]) -> None:
+        dirty = self.checkpoints(failover_log)
+        await self.backend.save_checkpoints(self.group, self.name, dirty, self.stats.as_dict())
+        for vb, cp in dirty.items():
+            self._saved[vb] = cp.offset
+
+    def positions(self) -> dict[int, int]:
+        return {vb: p.checkpoint(0).seqno for vb, p in self._progress.items()}

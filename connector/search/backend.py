@@ -1,0 +1,36 @@
+"""The search seam: a keyword leg, a vector leg and a document fetch, per backend.
+
+Implemented by `connector.embedded.search` (FTS5 + exact vectors) and by the Couchbase
+search helpers. Fusion and query embedding live above it, in `Searcher`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from connector.config import PipelineConfig
+from connector.filters import FieldFilter
+from connector.search.fusion import LegHit
+
+
+class SearchBackend(abc.ABC):
+    @abc.abstractmethod
+    def keyword(
+        self, pipeline: PipelineConfig, text: str, k: int, flt: FieldFilter | None
+    ) -> list[LegHit]: ...
+
+    @abc.abstractmethod
+    def vector(
+        self, pipeline: PipelineConfig, vector: np.ndarray, k: int, flt: FieldFilter | None
+    ) -> list[LegHit]: ...
+
+    @abc.abstractmethod
+    def fetch(self, pipeline: PipelineConfig, ids: Sequence[str]) -> dict[str, Any]:
+        """Documents by key (missing keys are left out)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
