@@ -39,6 +39,7 @@ FAILOVER_ENTRY = struct.Struct(">QQ")
 VB_SEQNO = struct.Struct(">HQ")
 COLLECTION_ID_EXTRAS = struct.Struct(">QI")
 
+_JSON_DECODE = json.JSONDecoder().decode
 DATATYPE_JSON = 0x01
 DATATYPE_SNAPPY = 0x02
 DATATYPE_XATTR = 0x04
@@ -103,7 +104,7 @@ def parse_xattrs(buf: bytes, offset: int = 0) -> tuple[dict[str, Any], int]:
         raise DecodeError(f"xattr section claims {total} bytes, {len(buf) - pos} present")
     out: dict[str, Any] = {}
     unpack = U32.unpack_from
-    loads = json.loads
+    loads = _JSON_DECODE
     while pos < end:
         (plen,) = unpack(buf, pos)
         pos += 4
@@ -112,11 +113,11 @@ def parse_xattrs(buf: bytes, offset: int = 0) -> tuple[dict[str, Any], int]:
             raise DecodeError("xattr pair runs past the xattr section")
         nul = buf.index(0, pos, pair_end)
         key = buf[pos:nul].decode()
-        raw = buf[nul + 1 : pair_end - 1]
+        raw = buf[nul + 1 : pair_end - 1].decode("utf-8", "replace")
         try:
             out[key] = loads(raw)
         except ValueError:
-            out[key] = raw.decode("utf-8", "replace")
+            out[key] = raw
         pos = pair_end
     return out, end
 
@@ -236,7 +237,7 @@ def decode_hello_features(value: bytes) -> list[int]:
 
 def item_seqno(frame: Frame) -> int:
     """by_seqno of a mutation/deletion/expiration: the first u64 of the extras."""
-    return int(U64.unpack_from(frame.data, frame.ext_off)[0])
+    return U64.unpack_from(frame.data, 24 + frame.felen)[0]  # type: ignore[no-any-return]
 
 
 _KIND: dict[int, ChangeKind] = {
