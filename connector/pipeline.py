@@ -109,7 +109,7 @@ class PipelineWorker:
             )
         self._start = {vb: cp.offset for vb, cp in cps.items() if vb not in stale}
         self._saved = dict(self._start)
-        self.stats.add(await self.backend.load_stats(self.group, self.name))
+        self.stats.add(await self.backend.load_stats(self.group, self.name, self._cfg.member))
         self._dead_keys = {
             d.key for d in await self.backend.list_dead_letters(self.name)
             if d.keyspace == str(self.keyspace)
@@ -319,7 +319,9 @@ class PipelineWorker:
 
     async def save_checkpoints(self, failover_log: Callable[[int], tuple[Any, ...]]) -> None:
         dirty = self.checkpoints(failover_log)
-        await self.backend.save_checkpoints(self.group, self.name, dirty, self.stats.as_dict())
+        await self.backend.save_checkpoints(
+            self.group, self.name, dirty, self.stats.as_dict(), self._cfg.member
+        )
         for vb, cp in dirty.items():
             self._saved[vb] = cp.offset
 

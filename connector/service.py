@@ -115,15 +115,22 @@ class Connector:
 
     async def _intake(self, until_idle: bool, offsets: dict[int, PartitionOffset]) -> None:
         assert self.source is not None
+        changes_since_idle = 0
         async for item in self.source.stream(offsets):
             if isinstance(item, ChangeEvent):
+                changes_since_idle += 1
                 for w in self.workers:
                     await w.offer(item)
             elif isinstance(item, SourceIdle):
-                if until_idle:
-                    while any(w.in_flight for w in self.workers):
-                        await asyncio.sleep(0.01)
-                    return
+                if not until_idle:
+                    continue
+                if changes_since_idle == 0 and not any(w.in_flight for w in self.workers):
+                    return  # drained, and the source found nothing new after that
+                # Finish what is in flight, then let the source look once more: finishing
+                # may have raced with new writes (a CAS conflict means a newer change exists).
+                while any(w.in_flight for w in self.workers):
+                    await asyncio.sleep(0.01)
+                changes_since_idle = 0
             elif isinstance(item, PartitionRolledBack):
                 log.warning("partition %d rolled back to %s", item.partition,
                             item.offset.describe())

@@ -108,7 +108,7 @@ class PipelineStats:
 
 @dataclass(frozen=True, slots=True)
 class SourceIdle:
-    """The source has delivered everything that existed when it last looked."""
+    """The source looked and found nothing new (sent after every such look)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +179,15 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def save_checkpoints(
         self, group: str, pipeline: str, checkpoints: Mapping[int, Checkpoint],
-        stats: Mapping[str, int],
+        stats: Mapping[str, int], member: int = 0,
     ) -> None:
-        """Save checkpoints and the stats counters (absolute values) in one step."""
+        """Save checkpoints and the member's stats counters (absolute values) in one step."""
 
     @abc.abstractmethod
-    async def load_stats(self, group: str, pipeline: str) -> dict[str, int]: ...
+    async def load_stats(
+        self, group: str, pipeline: str, member: int | None = None
+    ) -> dict[str, int]:
+        """One member's counters, or (member=None) the sum over the group's members."""
 
     @abc.abstractmethod
     async def record_dead_letters(self, letters: Sequence[DeadLetter]) -> None: ...

@@ -64,7 +64,9 @@ class EmbeddedBackend(Backend):
         )
 
     # -- write-back ---------------------------------------------------------------------------
-    def _write_sync(self, target: PipelineTarget, items: Sequence[VectorWrite]) -> list[WriteOutcome]:
+    def _write_sync(
+        self, target: PipelineTarget, items: Sequence[VectorWrite]
+    ) -> list[WriteOutcome]:
         outcomes: list[WriteOutcome] = []
         now = time.time()
         with self.db.transaction() as c:
@@ -142,7 +144,8 @@ class EmbeddedBackend(Backend):
         return dict(await self._run(self._load_checkpoints_sync, group, pipeline))
 
     def _save_sync(
-        self, group: str, pipeline: str, cps: Mapping[int, Checkpoint], stats: Mapping[str, int]
+        self, group: str, pipeline: str, cps: Mapping[int, Checkpoint], stats: Mapping[str, int],
+        member: int,
     ) -> None:
         with self.db.transaction() as c:
             c.executemany(
@@ -156,22 +159,28 @@ class EmbeddedBackend(Backend):
                 ],
             )
             c.executemany(
-                "INSERT OR REPLACE INTO stats(grp, pipeline, name, value) VALUES (?,?,?,?)",
-                [(group, pipeline, k, v) for k, v in stats.items()],
+                "INSERT OR REPLACE INTO stats(grp, pipeline, member, name, value) "
+                "VALUES (?,?,?,?,?)",
+                [(group, pipeline, member, k, v) for k, v in stats.items()],
             )
 
     async def save_checkpoints(
         self, group: str, pipeline: str, checkpoints: Mapping[int, Checkpoint],
-        stats: Mapping[str, int],
+        stats: Mapping[str, int], member: int = 0,
     ) -> None:
-        await self._run(self._save_sync, group, pipeline, dict(checkpoints), dict(stats))
-
-    async def load_stats(self, group: str, pipeline: str) -> dict[str, int]:
-        rows = await self._run(
-            self.db.query,
-            "SELECT name, value FROM stats WHERE grp=? AND pipeline=?",
-            (group, pipeline),
+        await self._run(
+            self._save_sync, group, pipeline, dict(checkpoints), dict(stats), member
         )
+
+    async def load_stats(
+        self, group: str, pipeline: str, member: int | None = None
+    ) -> dict[str, int]:
+        sql = "SELECT name, sum(value) FROM stats WHERE grp=? AND pipeline=?"
+        args: tuple[Any, ...] = (group, pipeline)
+        if member is not None:
+            sql += " AND member=?"
+            args += (member,)
+        rows = await self._run(self.db.query, sql + " GROUP BY name", args)
         return {name: int(v) for name, v in rows}
 
     # -- dead letters -------------------------------------------------------------------------

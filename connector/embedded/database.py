@@ -139,7 +139,9 @@ class EmbeddedDatabase:
         row = c.execute("SELECT partitions FROM buckets WHERE name=?", (bucket,)).fetchone()
         if row is None:
             n = self._default_partitions
-            c.execute("INSERT INTO buckets(name, last_cas, partitions) VALUES (?, 0, ?)", (bucket, n))
+            c.execute(
+                "INSERT INTO buckets(name, last_cas, partitions) VALUES (?, 0, ?)", (bucket, n)
+            )
             rng = random.SystemRandom()
             c.executemany(
                 "INSERT INTO partitions(bucket, vb, vbuuid, high_seqno) VALUES (?, ?, ?, 0)",

@@ -121,16 +121,12 @@ class EmbeddedFeed(ChangeSource):
             else:
                 positions[vb] = off.seqno
         cursor = await self._run(self._resume_cursor, positions)
-        idle_reported = False
         while True:
             events = await self._run(self._page, cursor)
             if not events:
-                if not idle_reported:
-                    idle_reported = True
-                    yield SourceIdle()
+                yield SourceIdle()
                 await asyncio.sleep(self._poll)
                 continue
-            idle_reported = False
             for ev in events:
                 cursor = ev.cas
                 if ev.partition in self._partitions and ev.seqno > positions[ev.partition]:

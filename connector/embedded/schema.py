@@ -4,7 +4,7 @@ docs        one row per document and key, tombstones kept (deleted=1): (bucket, 
             change log, deduplicated like DCP; `cas` grows strictly in commit order per bucket.
 buckets     per bucket: the CAS clock.      partitions  per vbucket: vbuuid and high seqno.
 derived     what pipelines wrote: vector, source hash, the extracted text (FTS5 content).
-checkpoints per (group, pipeline, vbucket).  stats  per (group, pipeline, counter).
+checkpoints per (group, pipeline, vbucket).  stats  per (group, pipeline, member, counter).
 dead_letters the documents a pipeline could not handle, with the reason.
 """
 
@@ -51,8 +51,8 @@ STATEMENTS = [
         snap_end INTEGER NOT NULL, failover_log TEXT NOT NULL, fingerprint TEXT NOT NULL,
         PRIMARY KEY (grp, pipeline, vb)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS stats (
-        grp TEXT NOT NULL, pipeline TEXT NOT NULL, name TEXT NOT NULL, value INTEGER NOT NULL,
-        PRIMARY KEY (grp, pipeline, name)) WITHOUT ROWID""",
+        grp TEXT NOT NULL, pipeline TEXT NOT NULL, member INTEGER NOT NULL, name TEXT NOT NULL,
+        value INTEGER NOT NULL, PRIMARY KEY (grp, pipeline, member, name)) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS dead_letters (
         pipeline TEXT NOT NULL, keyspace TEXT NOT NULL, key TEXT NOT NULL,
         seqno INTEGER NOT NULL, cas INTEGER NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,

@@ -50,8 +50,10 @@ def filter_sql(flt: FieldFilter | None, column: str = "body") -> tuple[str, list
                 args.append(json_path(field))
                 parts.append(f"({expr} IS NULL OR json_extract({column}, ?) NOT IN ({marks}))")
             args.extend(_sql_value(a) for a in arg)
-        elif arg is None and op in ("eq", "ne"):
-            parts.append(f"{expr} IS {'NOT ' if op == 'ne' else ''}NULL")
+        elif arg is None and op == "eq":  # a JSON null, not a missing field
+            parts.append(f"json_type({column}, ?) = 'null'")
+        elif arg is None and op == "ne":
+            parts.append(f"coalesce(json_type({column}, ?), '') != 'null'")
         elif op == "ne":
             args.append(json_path(field))
             parts.append(f"({expr} IS NULL OR json_extract({column}, ?) != ?)")

@@ -1,0 +1,70 @@
+"""Shared fixtures: the real MiniLM model (packaged weights), embedded stores in tmp dirs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from connector.config import EncoderConfig, Settings, load_settings  # noqa: E402
+from connector.embedded import EmbeddedDatabase  # noqa: E402
+from connector.service import Connector, RunSummary  # noqa: E402
+from encoders.base import Encoder  # noqa: E402
+from encoders.registry import load_encoder  # noqa: E402
+
+KEYSPACE = "shop.catalog.products"
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Encoder:
+    return load_encoder(EncoderConfig())
+
+
+def make_settings(db: Path, **pipeline: Any) -> Settings:
+    p = {"name": "products", "keyspace": KEYSPACE, "template": "{title}. {body}"}
+    p.update(pipeline)
+    return load_settings(
+        storage=f"embedded://{db}",
+        pipelines=[p],
+        connector={"checkpoint_interval_s": 0.2, "max_wait_ms": 5, "poll_interval_s": 0.02},
+        embedded={"partitions": 16},
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "store.db")
+
+
+@pytest.fixture
+def db(settings: Settings) -> EmbeddedDatabase:
+    d = EmbeddedDatabase(settings.embedded_path, partitions=settings.embedded.partitions)
+    yield d
+    d.close()
+
+
+def run_until_idle(settings: Settings, **kwargs: Any) -> RunSummary:
+    async def go() -> RunSummary:
+        c = Connector(settings, **kwargs)
+        try:
+            return await c.run(until_idle=True)
+        finally:
+            await c.close()
+
+    return asyncio.run(go())
+
+
+def stored(db: EmbeddedDatabase, pipeline: str = "products") -> dict[str, tuple[str, bytes]]:
+    """key -> (source_hash, vector bytes) of what a pipeline wrote."""
+    rows = db.query(
+        "SELECT docs.key, derived.source_hash, derived.vector FROM derived "
+        "JOIN docs ON docs.id = derived.doc_id WHERE derived.pipeline=?",
+        (pipeline,),
+    )
+    return {k: (h, v) for k, h, v in rows}
