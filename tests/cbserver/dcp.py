@@ -192,10 +192,10 @@ class DcpProducer:
 
     # -- requests and responses from the client ----------------------------------------------------
     def on_response(self, frame: Frame) -> None:
-        if frame.opcode == Opcode.DCP_NOOP and self.pending_noop is not None:
-            if frame.opaque == self.pending_noop[0]:
-                self.pending_noop = None
-                self.stats.noops_answered += 1
+        pending = self.pending_noop
+        if frame.opcode == Opcode.DCP_NOOP and pending is not None and frame.opaque == pending[0]:
+            self.pending_noop = None
+            self.stats.noops_answered += 1
 
     def handle(self, req: Frame) -> None:
         op = req.opcode

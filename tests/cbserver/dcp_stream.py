@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from .data import Entry, Item, Store, SysEvent
 from .protocol import (
-    DcpOpenFlag,
     Datatype,
+    DcpOpenFlag,
     Opcode,
     SnapshotFlag,
     StreamEndReason,
@@ -210,8 +210,9 @@ class DcpStream:
                 value, datatype = xattr_blob(xattrs), Datatype.XATTR
             if it.expired and self.opts.expiry_opcode:
                 extras = struct.pack(">QQI", it.seqno, it.rev_seqno, it.delete_time)
-                return self._req(Opcode.DCP_EXPIRATION, extras=extras, key=self._key(it.cid, it.key),
-                                 value=value, datatype=datatype, cas=it.cas)
+                return self._req(Opcode.DCP_EXPIRATION, extras=extras,
+                                 key=self._key(it.cid, it.key), value=value, datatype=datatype,
+                                 cas=it.cas)
             if flags & DcpOpenFlag.INCLUDE_DELETE_TIMES:
                 extras = struct.pack(">QQIB", it.seqno, it.rev_seqno, it.delete_time, 0)
             else:

@@ -116,7 +116,7 @@ class KvConnection:
 
             handle_dcp_request(self, req)
             return
-        handler = _HANDLERS.get(op)
+        handler = _HANDLERS.get(Opcode(op)) if op in _KNOWN_OPS else None
         if handler is None:
             self.write(response(req, Status.UNKNOWN_COMMAND))
             return
@@ -357,6 +357,7 @@ class KvConnection:
                             cas=reply.item.cas))
 
 
+_KNOWN_OPS = {int(o) for o in Opcode}
 _BUCKETLESS = {Opcode.GET_CLUSTER_CONFIG, Opcode.SELECT_BUCKET}
 _HANDLERS = {
     Opcode.HELLO: KvConnection.hello,

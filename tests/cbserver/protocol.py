@@ -275,7 +275,7 @@ class ProtocolError(Exception):
 
 
 def parse_header(header: bytes) -> tuple[int, int, int, int, int, int, int, int, int, int]:
-    """Return (magic, opcode, framelen, keylen, extlen, datatype, vb/status, bodylen, opaque, cas)."""
+    """(magic, opcode, framelen, keylen, extlen, datatype, vb/status, bodylen, opaque, cas)."""
     magic = header[0]
     if magic in (Magic.ALT_CLIENT_REQUEST, Magic.ALT_CLIENT_RESPONSE):
         m, op, flen, klen, elen, dt, vbs, blen, opaque, cas = _FLEX.unpack(header)

@@ -195,8 +195,14 @@ class RawClient:
                 continue
             return msg
 
+    def expect(self, timeout: float = 2.0) -> Msg:
+        """Next server-initiated message; fails the test if none arrives in time."""
+        msg = self.next_dcp(timeout)
+        assert msg is not None, "expected a DCP message"
+        return msg
+
     def collect(self, count: int, timeout: float = 2.0) -> list[Msg]:
-        out = []
+        out: list[Msg] = []
         while len(out) < count:
             msg = self.next_dcp(timeout)
             if msg is None:

@@ -81,7 +81,9 @@ class SearchService:
             max_dims = 4096 if self.ctx.at_least(7, 6, 2) else 2048
             if not 1 <= vf.dims <= max_dims:
                 return f"vector field {vf.path}: dims must be in 1..{max_dims}"
-            sims = {"dot_product", "l2_norm"} | ({"cosine"} if self.ctx.at_least(7, 6, 4) else set())
+            sims = {"dot_product", "l2_norm"}
+            if self.ctx.at_least(7, 6, 4):
+                sims.add("cosine")
             if vf.similarity not in sims:
                 return f"vector field {vf.path}: unsupported similarity {vf.similarity!r}"
             if vf.base64 and not self.ctx.at_least(7, 6, 2):
@@ -198,11 +200,13 @@ class SearchService:
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
         sort = body.get("sort") or ["-_score"]
         for spec in reversed(sort):
-            if isinstance(spec, str) and spec.lstrip("-") not in ("_score",):
+            if isinstance(spec, str) and spec.lstrip("-") != "_score":
                 fld, desc = spec.lstrip("-"), spec.startswith("-")
-                ranked.sort(key=lambda kv, f=fld: (kv[0] if f == "_id" else
-                                                   str(se.get_path(corpus.docs[kv[0]], f))),
-                            reverse=desc)
+
+                def sort_key(kv: tuple[str, float], f: str = fld) -> str:
+                    return kv[0] if f == "_id" else str(se.get_path(corpus.docs[kv[0]], f))
+
+                ranked.sort(key=sort_key, reverse=desc)
         start = int(body.get("from", 0) or 0)
         size = int(body.get("size", 10) if body.get("size") is not None else 10)
         wanted = body.get("fields") or []

@@ -154,9 +154,9 @@ def _evaluate(corpus: Corpus, q: dict[str, Any]) -> dict[str, float]:
         pre = str(q["prefix"])
         out = {}
         for k, d in docs.items():
-            hits = [t for t in _field_tokens(d, fld) if t.startswith(pre)]
-            if hits:
-                out[k] = _text_score(corpus, _field_tokens(d, fld), hits)
+            matched = [t for t in _field_tokens(d, fld) if t.startswith(pre)]
+            if matched:
+                out[k] = _text_score(corpus, _field_tokens(d, fld), matched)
         return out
     if "min" in q or "max" in q:
         return _numeric(corpus, q)

@@ -15,7 +15,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from .context import CapturedRequest, Ports, ServerContext
 from .data import Item, KvError, Store, XattrMode
 from .dcp import DcpStats, all_stats, drop_all_dcp
 from .faults import Faults
-from .http import HttpReply, HttpRequest, serve_http
+from .http import HttpReply, HttpRequest, Router, serve_http
 from .kv import KvConnection
 from .mgmt import route as mgmt_route
 from .query import QueryHandler, QueryIndex, QueryRecord, QueryService
@@ -178,9 +178,8 @@ class CouchbaseTestServer:
                                                     reuse_address=True)]
         ports.kv = self._servers[0].sockets[0].getsockname()[1]
         for service, router in routers.items():
-            srv = await asyncio.start_server(
-                lambda r, w, s=service, rt=router: self._spawn(serve_http(self.ctx, s, rt, r, w)),
-                self.ctx.host, getattr(ports, service), reuse_address=True)
+            srv = await asyncio.start_server(self._http_acceptor(service, router), self.ctx.host,
+                                             getattr(ports, service), reuse_address=True)
             setattr(ports, service, srv.sockets[0].getsockname()[1])
             self._servers.append(srv)
 
@@ -199,6 +198,12 @@ class CouchbaseTestServer:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+
+    def _http_acceptor(self, service: str, router: Router) -> Callable[
+            [asyncio.StreamReader, asyncio.StreamWriter], None]:
+        def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._spawn(serve_http(self.ctx, service, router, reader, writer))
+        return accept
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -315,7 +320,8 @@ class CouchbaseTestServer:
 
     def keys_in_vbucket(self, vbucket: int, count: int, prefix: str = "k") -> list[str]:
         """``count`` distinct keys that hash to ``vbucket`` (handy for DCP tests)."""
-        out, i = [], 0
+        out: list[str] = []
+        i = 0
         while len(out) < count:
             key = f"{prefix}{i}"
             if self.vbucket_of(key) == vbucket:

@@ -225,7 +225,7 @@ def mutate_in(store: Store, cid: int, key: bytes, *, doc_flags: int, cas: int, e
         base = current if current is not None and not current.deleted else None
         xattrs = dict(current.xattrs) if current is not None else {}
         body_bytes = base.body if base is not None else b""
-        body_is_json = base.is_json if base is not None else True
+        body_is_json: bool | None = base.is_json if base is not None else True
         body: Any = None
         body_touched = False
         macro_keys: set[str] = set()

@@ -109,7 +109,8 @@ def test_failover_log_newest_first_and_seqnos(srv: CouchbaseTestServer) -> None:
     assert dict(pairs)[VB] == high and len(pairs) == 16
     hotels = srv.collection_id("inventory", "hotels")
     r = c.request(0x48, extras=struct.pack(">II", 0, hotels))
-    assert dict(struct.unpack_from(">HQ", r.value, i) for i in range(0, len(r.value), 10))[VB] == high
+    per_vb = dict(struct.unpack_from(">HQ", r.value, i) for i in range(0, len(r.value), 10))
+    assert per_vb[VB] == high
     c.close()
 
 
@@ -119,7 +120,7 @@ def test_backfill_disk_snapshot_then_live_memory_snapshot(srv: CouchbaseTestServ
     high = srv.high_seqno(VB)
     c = dcp_connect(srv.ports.kv, scram=True)
     assert c.stream_req(VB).status == 0
-    start, end, flags = marker(c.next_dcp())
+    start, end, flags = marker(c.expect())
     assert (start, end) == (0, high) and flags & 0x02 and not flags & 0x01
     msgs = c.collect(6)
     assert [m.opcode for m in msgs] == [SYSTEM_EVENT] * 3 + [MUTATION] * 3
@@ -128,12 +129,13 @@ def test_backfill_disk_snapshot_then_live_memory_snapshot(srv: CouchbaseTestServ
     cid, key = split_leb128(muts[-1].key)
     assert key.decode() == keys[0] and cid == srv.collection_id("inventory", "hotels")
     assert json.loads(muts[-1].value) == {"i": 99} and muts[-1].datatype == 0x01
-    assert muts[-1].cas == srv.get("inventory", "hotels", keys[0]).cas
+    stored = srv.get("inventory", "hotels", keys[0])
+    assert stored is not None and muts[-1].cas == stored.cas
     assert c.next_dcp(timeout=0.2) is None
     live = srv.upsert("inventory", "hotels", keys[1], {"live": True})
-    start, end, flags = marker(c.next_dcp())
+    start, end, flags = marker(c.expect())
     assert flags & 0x01 and (start, end) == (live.seqno, live.seqno)
-    m = c.next_dcp()
+    m = c.expect()
     assert m.opcode == MUTATION and seqno(m) == live.seqno and m.vbucket == VB
     c.close()
 
@@ -145,15 +147,15 @@ def test_xattrs_and_deletion_v2(srv: CouchbaseTestServer) -> None:
     c = dcp_connect(srv.ports.kv, flags=0x01 | 0x04 | 0x20)
     base = srv.high_seqno(VB)
     assert resume(c, srv, base - 1).status == 0
-    marker(c.next_dcp())
-    m = c.next_dcp()
+    marker(c.expect())
+    m = c.expect()
     assert m.opcode == MUTATION and m.datatype == 0x05
     xattrs, body = parse_xattrs(m.value)
     assert json.loads(xattrs["_cbembed"]) == {"h": "x"} and json.loads(xattrs["meta"]) == {"u": 1}
     assert json.loads(body) == {"a": 1}
     srv.remove("inventory", "hotels", key)
-    marker(c.next_dcp())
-    d = c.next_dcp()
+    marker(c.expect())
+    d = c.expect()
     assert d.opcode == DELETION and len(d.extras) == 21
     by_seqno, _rev, delete_time, _ = struct.unpack(">QQIB", d.extras)
     assert by_seqno == srv.high_seqno(VB) and abs(delete_time - time.time()) < 5
@@ -161,8 +163,8 @@ def test_xattrs_and_deletion_v2(srv: CouchbaseTestServer) -> None:
     c.close()
     v1 = dcp_connect(srv.ports.kv, "v1")
     assert resume(v1, srv, by_seqno - 1).status == 0
-    marker(v1.next_dcp())
-    d1 = v1.next_dcp()
+    marker(v1.expect())
+    d1 = v1.expect()
     assert d1.opcode == DELETION and len(d1.extras) == 18 and d1.value == b""
     v1.close()
 
@@ -236,7 +238,7 @@ def test_failover_ends_open_stream_with_state_changed(srv: CouchbaseTestServer) 
     c = dcp_connect(srv.ports.kv)
     assert resume(c, srv, 3).status == 0
     srv.failover(VB)
-    end = c.next_dcp()
+    end = c.expect()
     assert end.opcode == STREAM_END and struct.unpack(">I", end.extras)[0] == 2
     c.close()
 
@@ -248,7 +250,7 @@ def test_collection_filter_and_seqno_advanced(srv: CouchbaseTestServer) -> None:
     c = dcp_connect(srv.ports.kv)
     r = c.stream_req(VB, value=json.dumps({"collections": [f"{hotels:x}"]}).encode())
     assert r.status == 0
-    marker(c.next_dcp())
+    marker(c.expect())
     msgs = c.collect(4)
     assert [m.opcode for m in msgs] == [SYSTEM_EVENT, MUTATION, MUTATION, SEQNO_ADVANCED]
     assert struct.unpack(">QIB", msgs[0].extras)[1:] == (0, 0) and msgs[0].key == b"hotels"
@@ -264,11 +266,11 @@ def test_collection_drop_sends_event_then_filter_empty(srv: CouchbaseTestServer)
     r = resume(c, srv, start, value=json.dumps({"collections": [f"{photos:x}"]}).encode())
     assert r.status == 0
     srv.drop_collection("inventory", "photos")
-    marker(c.next_dcp())
-    ev = c.next_dcp()
+    marker(c.expect())
+    ev = c.expect()
     assert ev.opcode == SYSTEM_EVENT and struct.unpack(">QIB", ev.extras)[1] == 1
     assert struct.unpack(">QII", ev.value)[2] == photos
-    end = c.next_dcp()
+    end = c.expect()
     assert end.opcode == STREAM_END and struct.unpack(">I", end.extras)[0] == 7
     assert c.stream_req(VB, value=json.dumps({"collections": [f"{photos:x}"]}).encode()
                         ).status == 0x88
@@ -303,7 +305,7 @@ def test_close_stream_sends_stream_end_closed(srv: CouchbaseTestServer) -> None:
                                             "send_stream_end_on_client_close_stream": "true"})
     assert resume(c, srv, 3).status == 0
     assert c.request(0x52, vbucket=VB).status == 0
-    end = c.next_dcp()
+    end = c.expect()
     assert end.opcode == STREAM_END and struct.unpack(">I", end.extras)[0] == 1
     assert c.request(0x52, vbucket=VB).status == 0x01
     c.close()
@@ -337,7 +339,7 @@ def test_same_name_replaces_connection_and_expiry_opcode(srv: CouchbaseTestServe
     assert resume(new, srv, start).status == 0
     time.sleep(1.1)
     assert srv.expire_due() == 1
-    marker(new.next_dcp())
-    exp = new.next_dcp()
+    marker(new.expect())
+    exp = new.expect()
     assert exp.opcode == EXPIRATION and len(exp.extras) == 20
     new.close()
