@@ -304,6 +304,18 @@ class Store:
         self._notify("data", [item.vbucket])
         return item
 
+    @staticmethod
+    def full_write_draft(body: bytes, flags: int, expiry: int) -> Draft:
+        return Draft(body=body, is_json=is_json(body), flags=flags, expiry=absolute_expiry(expiry))
+
+    def keep_xattrs(self, current: Item | None, draft: Draft) -> Draft:
+        """Carry the xattrs of ``current`` into a full-document write (see ``store``)."""
+        if current is not None:
+            draft.system_xattrs = dict(current.system_xattrs)
+            if self.xattr_mode == "preserve":
+                draft.user_xattrs = dict(current.user_xattrs)
+        return draft
+
     def store(self, cid: int, key: bytes, body: bytes, *, mode: str = "set", cas: int = 0,
               flags: int = 0, expiry: int = 0, preserve_expiry: bool = False) -> Item:
         """Full-document write with memcached SET/ADD/REPLACE semantics.
@@ -317,14 +329,9 @@ class Store:
                 raise KvError(Status.KEY_EEXISTS)
             if mode == "replace" and current is None:
                 raise KvError(Status.KEY_ENOENT)
-            draft = Draft(body=body, is_json=is_json(body), flags=flags,
-                          expiry=absolute_expiry(expiry))
-            if current is not None:
-                draft.system_xattrs = dict(current.system_xattrs)
-                if self.xattr_mode == "preserve":
-                    draft.user_xattrs = dict(current.user_xattrs)
-                if preserve_expiry:
-                    draft.expiry = current.expiry
+            draft = self.keep_xattrs(current, self.full_write_draft(body, flags, expiry))
+            if current is not None and preserve_expiry:
+                draft.expiry = current.expiry
             return draft
 
         if mode == "add" and cas:
@@ -437,6 +444,8 @@ class Store:
                         for k in [k for k in vb.docs if k[0] == cid]:
                             del vb.docs[k]
                 vb.high_seqno = lose_after_seqno
+                # entries that began above the kept history never reached this replica
+                vb.failover_log = [(u, s) for u, s in vb.failover_log if s <= lose_after_seqno]
             vb.uuid = _new_uuid()
             vb.failover_log.insert(0, (vb.uuid, vb.high_seqno))
             uuid = vb.uuid

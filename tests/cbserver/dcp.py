@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .dcp_stream import DcpStream, Filter, StreamOptions
@@ -374,73 +374,3 @@ def drop_all_dcp(ctx: Any, reason: str) -> None:
     """Abort every DCP connection (loop thread)."""
     for producer in list(ctx.dcp_producers.values()):
         producer.drop(reason)
-
-
-def all_stats(ctx: Any) -> list[DcpStats]:
-    """Copies of the counters of every DCP connection opened so far, oldest first."""
-    return [DcpStats(**asdict(s)) for s in ctx.dcp_stats_log]
-
-
-def handle_dcp_request(conn: KvConnection, req: Frame) -> None:
-    """Entry point from the KV dispatcher for DCP and seqno/failover-log commands."""
-    ctx = conn.ctx
-    store = ctx.store
-    op = req.opcode
-    if op == Opcode.DCP_OPEN:
-        if conn.dcp is not None or len(req.extras) != 8 or not req.key or len(req.key) > 200:
-            conn.write(response(req, Status.EINVAL))
-            return
-        _, flags = struct.unpack(">II", req.extras)
-        if flags & DcpOpenFlag.INVALID:
-            conn.write(response(req, Status.EINVAL))
-            return
-        if not flags & DcpOpenFlag.PRODUCER:
-            conn.write(response(req, Status.NOT_SUPPORTED))  # no consumer side here
-            return
-        if (flags & DcpOpenFlag.SKIP_DELETES_IN_INITIAL_BACKFILL
-                and not conn.has(Feature.COLLECTIONS)):
-            conn.write(response(req, Status.EINVAL))
-            return
-        name = req.key.decode(errors="replace")
-        old = ctx.dcp_producers.get(name)
-        if old is not None:
-            old.drop("replaced by a connection with the same name")
-        producer = DcpProducer(conn, name, flags)
-        ctx.dcp_producers[name] = producer
-        ctx.dcp_stats_log.append(producer.stats)
-        conn.dcp = producer
-        conn.write(response(req))
-        return
-    if op == Opcode.GET_ALL_VB_SEQNOS:
-        state, cid = 0, None
-        if len(req.extras) >= 4:
-            (state,) = struct.unpack(">I", req.extras[:4])
-        if len(req.extras) == 8:
-            if not conn.has(Feature.COLLECTIONS):
-                conn.write(response(req, Status.EINVAL))
-                return
-            (cid,) = struct.unpack(">I", req.extras[4:])
-            with store.lock:
-                known = store.manifest.by_id(cid) is not None
-            if not known:
-                conn.write(conn.error(req, Status.UNKNOWN_COLLECTION))
-                return
-        out = b""
-        if state in (0, 1):
-            for vb in range(store.num_vbuckets):
-                seqno = (store.vb_state(vb)[0] if cid is None
-                         else store.collection_high_seqno(vb, cid))
-                out += struct.pack(">HQ", vb, seqno)
-        conn.write(response(req, value=out))
-        return
-    if op in (Opcode.GET_FAILOVER_LOG, Opcode.DCP_GET_FAILOVER_LOG):
-        if req.vbucket >= store.num_vbuckets:
-            conn.write(response(req, Status.NOT_MY_VBUCKET, value=ctx.config_bytes()))
-            return
-        log = store.vb_state(req.vbucket)[1]
-        conn.write(response(req, value=b"".join(struct.pack(">QQ", u, s) for u, s in log)))
-        return
-    if conn.dcp is None:
-        conn.write(response(req, Status.EINVAL))
-        return
-    conn.dcp.handle(req)  # type: ignore[attr-defined]

@@ -112,7 +112,7 @@ class KvConnection:
             if not self.bucket_selected:
                 self.write(response(req, Status.NO_BUCKET))
                 return
-            from .dcp import handle_dcp_request
+            from .dcp_commands import handle_dcp_request
 
             handle_dcp_request(self, req)
             return

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .context import CapturedRequest, Ports, ServerContext
-from .data import Item, KvError, Store, XattrMode
-from .dcp import DcpStats, all_stats, drop_all_dcp
+from .data import Draft, Item, KvError, Store, XattrMode
+from .dcp import DcpStats, drop_all_dcp
+from .dcp_commands import all_stats
 from .faults import Faults
 from .http import HttpReply, HttpRequest, Router, serve_http
 from .kv import KvConnection
@@ -255,19 +256,18 @@ class CouchbaseTestServer:
         are stored as is; anything else as JSON. Given xattr dicts replace the stored ones."""
         body = value if isinstance(value, bytes) else json.dumps(value).encode()
         fmt = flags if flags is not None else (FMT_BYTES if isinstance(value, bytes) else FMT_JSON)
-        cid = self._cid(scope, collection)
-        item = self.store.store(cid, key.encode(), body, flags=fmt, expiry=expiry)
-        if user_xattrs is not None or system_xattrs is not None:
-            from .data import Draft
+        draft = self.store.full_write_draft(body, fmt, expiry)
 
-            def build(cur: Item | None) -> Draft:
-                assert cur is not None
-                return Draft(cur.body, cur.is_json, cur.flags, cur.expiry,
-                             dict(user_xattrs if user_xattrs is not None else cur.user_xattrs),
-                             dict(system_xattrs if system_xattrs is not None
-                                  else cur.system_xattrs))
+        def build(cur: Item | None) -> Draft:
+            base = self.store.keep_xattrs(cur, draft)
+            if user_xattrs is not None:
+                base.user_xattrs = dict(user_xattrs)
+            if system_xattrs is not None:
+                base.system_xattrs = dict(system_xattrs)
+            return base
 
-            item = self.store.apply(cid, key.encode(), build) or item
+        item = self.store.apply(self._cid(scope, collection), key.encode(), build)
+        assert item is not None
         return self._doc(scope, collection, item)
 
     def remove(self, scope: str, collection: str, key: str) -> StoredDoc:

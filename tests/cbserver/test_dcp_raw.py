@@ -93,6 +93,26 @@ def test_stream_request_validation(srv: CouchbaseTestServer) -> None:
     quiet.close()
 
 
+def test_dcp_command_rules(srv: CouchbaseTestServer) -> None:
+    plain = RawClient(srv.ports.kv)
+    plain.hello(0x12, 0x06)
+    assert plain.auth_plain("Administrator", "password") == 0
+    assert plain.select_bucket("default") == 0
+    assert plain.stream_req(VB).status == 0x04  # not a DCP connection
+    assert plain.request(0x54, vbucket=VB).status == 0x04  # DCP_GET_FAILOVER_LOG too
+    assert plain.request(0x96, vbucket=VB).status == 0  # GET_FAILOVER_LOG works anywhere
+    assert plain.request(0x48, extras=struct.pack(">I", 9)).status == 0x04
+    bad_flags = plain.request(0x50, key=b"x", extras=struct.pack(">II", 0, 0x01 | 0x02))
+    assert bad_flags.status == 0x04
+    only_deleted_user = plain.request(0x50, key=b"x", extras=struct.pack(">II", 0, 0x101))
+    assert only_deleted_user.status == 0x04
+    assert plain.dcp_open("x", 0x01) == 0
+    assert plain.dcp_open("x", 0x01) == 0x04  # already a DCP connection
+    assert plain.request(0x5E, key=b"enable_noop", value=b"true", datatype=0x01).status == 0x04
+    assert plain.stream_req(VB, flags=0x08).status == 0x04  # NO_VALUE belongs to DCP_OPEN
+    plain.close()
+
+
 def test_failover_log_newest_first_and_seqnos(srv: CouchbaseTestServer) -> None:
     fill(srv, 3)
     first_uuid = srv.failover_log(VB)[0][0]
