@@ -141,7 +141,12 @@ class DcpStream:
 
     async def __anext__(self) -> DcpItem:
         if not self._started:
-            await self._start()
+            self._started = True
+            try:
+                await self._start()
+            except BaseException as e:
+                self._error = e
+                raise
         last, self._last = self._last, None
         if last is not None and not last[0].closed:
             last[0].acknowledge(last[1])
@@ -208,7 +213,6 @@ class DcpStream:
     # -- start ----------------------------------------------------------------------------------
 
     async def _start(self) -> None:
-        self._started = True
         client = self._client
         await client._attach_stream(self)
         bucket = client.settings.bucket
