@@ -131,10 +131,15 @@ class Connection:
             conn.abort(e if isinstance(e, Exception) else None)
             raise
         if dcp:
-            conn._watchdog = asyncio.get_running_loop().create_task(
-                conn._watch(), name=f"dcp-watchdog-{address}"
-            )
+            conn.start_watchdog()
         return conn
+
+    def start_watchdog(self) -> None:
+        """Close this connection once it has heard nothing for 2x the noop interval."""
+        if self._watchdog is None and not self.closed:
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._watch(), name=f"dcp-watchdog-{self.address}"
+            )
 
     async def _handshake(self, over_tls: bool) -> None:
         s = self.settings
