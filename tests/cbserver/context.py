@@ -68,6 +68,7 @@ class ServerContext:
     http_requests: list[CapturedRequest] = field(default_factory=list)
     dcp_producers: dict[str, DcpProducer] = field(default_factory=dict)
     dcp_stats_log: list[Any] = field(default_factory=list)
+    auth_mechanisms: list[str] = field(default_factory=list)
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
 
     @property

@@ -352,7 +352,8 @@ class DcpProducer:
         self.write(response(req, value=log))
         opts = StreamOptions(self.flags, self.conn.has(Feature.COLLECTIONS),
                              self.conn.has(Feature.JSON), self.expiry_opcode)
-        self.streams[vb] = DcpStream(store, opts, vb, req.opaque, start, end, flt, flags)
+        self.streams[vb] = DcpStream(store, opts, vb, req.opaque, start, end, flt, flags,
+                                     snap_start)
         self.had_stream = True
         self.stats.streams_opened += 1
         self.wake.set()

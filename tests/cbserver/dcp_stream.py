@@ -4,7 +4,7 @@ Runs on the server loop only: ``DcpProducer``'s pump calls ``next_frame()`` and 
 it returns. Frames are built lazily, one snapshot at a time, from the store:
 
 * first a disk snapshot (flags DISK|CHECKPOINT) of (start, end-or-high] de-duplicated, whose
-  marker start is the requested start seqno;
+  marker start is min(requested snap_start, start), as kv_engine's ActiveStream does;
 * then, as the store changes, memory snapshots (flag MEMORY) of the new history entries,
   de-duplicated per key, whose marker start is the first seqno that follows.
 
@@ -88,6 +88,7 @@ class DcpStream:
     end: int
     filter: Filter
     flags: int = 0
+    snap_start: int = 0  # the client's snapshot start: the first marker starts there
     cursor: int = 0
     ended: bool = False
     initial: bool = True
@@ -123,8 +124,8 @@ class DcpStream:
             stop = min(high, self.end)
             if stop > self.start:
                 entries = self.store.backfill(self.vbucket, self.start, stop)
-                self._snapshot(self.start, stop, SnapshotFlag.DISK | SnapshotFlag.CHECKPOINT,
-                               entries, backfill=True)
+                self._snapshot(min(self.snap_start, self.start), stop,
+                               SnapshotFlag.DISK | SnapshotFlag.CHECKPOINT, entries, backfill=True)
         else:
             entries = self.store.entries_after(self.vbucket, self.cursor)
             entries = [e for e in entries if e.seqno <= self.end]
@@ -135,8 +136,8 @@ class DcpStream:
                         newest[(e.cid, e.key)] = e.seqno
                 deduped = [e for e in entries
                            if not isinstance(e, Item) or newest[(e.cid, e.key)] == e.seqno]
-                # The stream's first marker starts at the requested start seqno.
-                first = entries[0].seqno if self.marked else self.start
+                # The stream's first marker starts at the requested snapshot start.
+                first = entries[0].seqno if self.marked else min(self.snap_start, self.start)
                 self._snapshot(first, entries[-1].seqno, SnapshotFlag.MEMORY, deduped,
                                backfill=False)
         if not self.ended and self.cursor >= self.end:

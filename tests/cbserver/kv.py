@@ -157,6 +157,9 @@ class KvConnection:
 
     def sasl_auth(self, req: Frame) -> None:
         mech = req.key.decode()
+        if req.opcode == Opcode.SASL_AUTH:
+            with self.ctx.lock:
+                self.ctx.auth_mechanisms.append(mech)
         try:
             if req.opcode == Opcode.SASL_AUTH:
                 if mech == "PLAIN":

@@ -340,6 +340,12 @@ class CouchbaseTestServer:
             self.ctx.http_requests.clear()
 
     @property
+    def auth_mechanisms(self) -> list[str]:
+        """SASL mechanism of every SASL_AUTH received, in order."""
+        with self.ctx.lock:
+            return list(self.ctx.auth_mechanisms)
+
+    @property
     def queries(self) -> list[QueryRecord]:
         with self.ctx.lock:
             return list(self.query.records)

@@ -303,3 +303,69 @@ async def test_acouchbase_on_the_same_loop() -> None:
             assert doc is not None and doc.system_xattrs == {"_m": {"x": 1}}
         finally:
             await c.close()
+
+
+def test_default_login_is_scram_sha512(srv: CouchbaseTestServer, cluster: Cluster) -> None:
+    assert srv.auth_mechanisms and set(srv.auth_mechanisms) == {"SCRAM-SHA512"}
+
+
+@pytest.mark.filterwarnings(SEARCH_WARNING)
+def test_global_search_index_lifecycle(srv: CouchbaseTestServer, cluster: Cluster) -> None:
+    from couchbase.exceptions import SearchIndexNotFoundException
+
+    mgr = cluster.search_indexes()
+    mgr.upsert_index(SearchIndex(name="gidx", source_name="default", params=VECTOR_INDEX))
+    assert "gidx" in srv.search_indexes
+    assert "gidx" in {i.name for i in mgr.get_all_indexes()}
+    hits = list(cluster.search("gidx", SearchRequest.create(MatchQuery("hat"))).rows())
+    assert all(h.id for h in hits)
+    mgr.drop_index("gidx")
+    with pytest.raises(SearchIndexNotFoundException):
+        mgr.get_index("gidx")
+
+
+def test_http_basic_auth_and_versions(srv: CouchbaseTestServer) -> None:
+    import base64
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{srv.ports.mgmt}/pools"
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(url, timeout=5)
+    assert err.value.code == 401
+    token = base64.b64encode(b"Administrator:password").decode()
+    req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert json.load(resp)["implementationVersion"].startswith("7.6.4")
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.ports.mgmt}/pools/default/b/default",
+                                 headers={"Authorization": f"Basic {token}"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        cfg = json.load(resp)
+    assert cfg["nodesExt"][0]["services"]["fts"] == srv.ports.fts
+    assert "vectorSearch" in cfg["clusterCapabilities"]["search"]
+    assert len(cfg["vBucketServerMap"]["vBucketMap"]) == 64
+
+
+def test_version_gates_for_vector_index_definitions() -> None:
+    import copy
+
+    cosine = copy.deepcopy(VECTOR_INDEX)
+    field = cosine["mapping"]["types"]["inventory.hotels"]["properties"]["embedding"]["fields"][0]
+    field["similarity"] = "cosine"
+    with CouchbaseTestServer(collections={"inventory": ["hotels"]},
+                             server_version="7.6.2") as server:
+        c = Cluster(server.connection_string, options())
+        try:
+            mgr = c.bucket("default").scope("inventory").search_indexes()
+            with pytest.raises(Exception, match="cosine"):
+                mgr.upsert_index(SearchIndex(name="i", source_name="default", params=cosine))
+            field["similarity"] = "dot_product"
+            field["dims"] = 4000
+            mgr.upsert_index(SearchIndex(name="i", source_name="default", params=cosine))
+        finally:
+            c.close()
+    with CouchbaseTestServer(collections={"inventory": ["hotels"]},
+                             server_version="7.2.0") as old:
+        cfg = old.ctx.config()
+        assert "search" not in cfg["clusterCapabilities"]
