@@ -8,8 +8,9 @@ import zlib
 import pytest
 
 from connector.dcp.connstr import HostPort, parse_connection_string
-from connector.dcp.topology import TopologyError, parse_bucket_config, vbucket_of
+from connector.dcp.topology import TopologyError, parse_bucket_config, parse_manifest, vbucket_of
 from connector.errors import ConfigError
+from connector.events import Keyspace
 
 
 @pytest.mark.parametrize(
@@ -145,3 +146,25 @@ def test_missing_tls_port():
 @pytest.mark.parametrize("n", [64, 1024])
 def test_vbucket_hash(key, n):
     assert vbucket_of(key, n) == ((zlib.crc32(key) >> 16) & 0x7FFF) % n
+
+
+def test_parse_manifest():
+    manifest = {
+        "uid": "3",
+        "scopes": [
+            {"name": "_default", "uid": "0", "collections": [{"name": "_default", "uid": "0"}]},
+            {
+                "name": "inventory",
+                "uid": "8",
+                "collections": [{"name": "hotels", "uid": "8"}, {"name": "photos", "uid": "a"}],
+            },
+        ],
+    }
+    keyspaces, scopes = parse_manifest("b", manifest)
+    assert keyspaces == {
+        0: Keyspace("b", "_default", "_default"),
+        8: Keyspace("b", "inventory", "hotels"),
+        10: Keyspace("b", "inventory", "photos"),
+    }
+    assert scopes == {0: "_default", 8: "inventory"}
+    assert parse_manifest("b", {}) == ({}, {})

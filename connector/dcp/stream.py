@@ -55,7 +55,7 @@ from connector.dcp.opcodes import (
     SystemEventType,
 )
 from connector.dcp.state import PartitionState, StreamStatus
-from connector.dcp.topology import TopologyError
+from connector.dcp.topology import TopologyError, parse_manifest
 from connector.events import ZERO_OFFSET, ChangeEvent, Keyspace, PartitionOffset
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class DcpStream:
         self._keyspaces: dict[int, Keyspace] = {}
         self._scopes: dict[int, str] = {}
         self._filter = b""
-        self._started = False
+        self._start_task: asyncio.Task[None] | None = None
         self._closed = False
         self._error: BaseException | None = None
         self._to_reopen: set[int] = set()
@@ -140,13 +140,12 @@ class DcpStream:
         await self._client._detach_stream(self)
 
     async def __anext__(self) -> DcpItem:
-        if not self._started:
-            self._started = True
-            try:
-                await self._start()
-            except BaseException as e:
-                self._error = e
-                raise
+        if self._start_task is None:
+            self._start_task = asyncio.get_running_loop().create_task(self._start())
+        if not self._start_task.done():
+            # shielded: a consumer's timeout must not leave half the streams requested
+            await asyncio.shield(self._start_task)
+        self._start_task.result()
         last, self._last = self._last, None
         if last is not None and not last[0].closed:
             last[0].acknowledge(last[1])
@@ -224,13 +223,7 @@ class DcpStream:
             self._filter = requests.collection_filter(sorted(ids.values()))
         else:
             manifest = await client.collections_manifest()
-            for scope in manifest.get("scopes", []):
-                sid = int(scope["uid"], 16)
-                self._scopes[sid] = scope["name"]
-                for coll in scope.get("collections", []):
-                    self._keyspaces[int(coll["uid"], 16)] = Keyspace(
-                        bucket, scope["name"], coll["name"]
-                    )
+            self._keyspaces, self._scopes = parse_manifest(bucket, manifest)
         for vb in self._vbuckets:
             if not 0 <= vb < client.num_vbuckets:
                 raise ValueError(f"vbucket {vb} outside 0..{client.num_vbuckets - 1}")

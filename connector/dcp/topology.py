@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connector.dcp.connstr import HostPort
+from connector.events import Keyspace
 
 
 class TopologyError(ValueError):
@@ -126,3 +127,17 @@ def parse_bucket_config(raw: bytes | str | dict[str, Any], origin_host: str) -> 
 def vbucket_of(key: bytes, num_vbuckets: int) -> int:
     """The CRC32 hash KV uses to place a key (the collection prefix is not part of it)."""
     return ((zlib.crc32(key) >> 16) & 0x7FFF) % num_vbuckets
+
+
+def parse_manifest(
+    bucket: str, manifest: dict[str, Any]
+) -> tuple[dict[int, Keyspace], dict[int, str]]:
+    """GET_COLLECTIONS_MANIFEST JSON -> ({collection id: Keyspace}, {scope id: scope name}).
+    Ids are hex strings in the manifest."""
+    keyspaces: dict[int, Keyspace] = {}
+    scopes: dict[int, str] = {}
+    for scope in manifest.get("scopes", []):
+        scopes[int(scope["uid"], 16)] = scope["name"]
+        for coll in scope.get("collections", []):
+            keyspaces[int(coll["uid"], 16)] = Keyspace(bucket, scope["name"], coll["name"])
+    return keyspaces, scopes
