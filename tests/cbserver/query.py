@@ -184,21 +184,51 @@ class QueryService:
         return []
 
     def _list(self, statement: str, args: QueryArgs) -> list[dict[str, Any]]:
-        rows = []
-        for idx in self.indexes.values():
+        """``SELECT ... FROM system:indexes [AS a] [WHERE ...]``: equality filters joined by
+        AND (literals, $named, ? positional), or the SDK's own bucket/scope/collection query."""
+        m = re.search(r"^\s*SELECT\s+(.*?)\s+FROM\s+system:indexes"
+                      r"(?:\s+(?:AS\s+)?(?!WHERE\b|ORDER\b)(`?\w+`?))?"
+                      r"(?:\s+WHERE\s+(.*?))?(?:\s+ORDER\s+BY.*)?\s*;?\s*$",
+                      statement, re.IGNORECASE | re.DOTALL)
+        if m is None:
+            return []
+        projection, alias, where = m.group(1).strip(), _unquote(m.group(2) or ""), m.group(3)
+        rows = [idx.row() for idx in self.indexes.values()]
+        if where and re.search(r"\bOR\b", where, re.IGNORECASE):
             named = args.named
-            if named.get("bucket_name") and idx.bucket != named["bucket_name"]:
-                continue
-            if named.get("scope_name") and idx.scope != named["scope_name"]:
-                continue
-            if named.get("collection_name") and idx.collection != named["collection_name"]:
-                continue
-            m = re.search(r"\bname\s*=\s*[\"']([^\"']+)[\"']", statement)
-            if m and idx.name != m.group(1):
-                continue
-            rows.append(idx.row())
+            for fld, param in (("bucket_id", "bucket_name"), ("scope_id", "scope_name"),
+                               ("keyspace_id", "collection_name")):
+                if named.get(param):
+                    rows = [r for r in rows if r[fld] == named[param]]
+        elif where:
+            positional = iter(args.positional)
+            for fld, value in re.findall(r"`?(\w+)`?\s*=\s*(\"[^\"]*\"|'[^']*'|\$\w+|\?|\d+)",
+                                         where):
+                if value.startswith("$"):
+                    want: Any = args.named.get(value[1:])
+                elif value == "?":
+                    want = next(positional, None)
+                elif value[0] in "\"'":
+                    want = value[1:-1]
+                else:
+                    want = int(value)
+                rows = [r for r in rows if r.get(fld) == want]
         rows.sort(key=lambda r: (not r["is_primary"], r["name"]))
-        return rows
+        if projection == "*":
+            return [{alias or "indexes": r} for r in rows]
+        if projection.endswith(".*"):
+            return rows
+        fields = [p.strip() for p in _split_top(projection)]
+        out = []
+        for r in rows:
+            item: dict[str, Any] = {}
+            for f in fields:
+                parts = re.split(r"\s+AS\s+", f, maxsplit=1, flags=re.IGNORECASE)
+                src_name = _unquote(parts[0].strip().split(".")[-1])
+                name = _unquote(parts[1].strip()) if len(parts) > 1 else src_name
+                item[name] = r.get(src_name)
+            out.append(item)
+        return out
 
     async def handle(self, req: HttpRequest) -> HttpReply:
         parts = req.parts()

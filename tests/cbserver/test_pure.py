@@ -164,3 +164,39 @@ def test_similarities(similarity: str, best: str) -> None:
     c = se.Corpus(docs, {"v": se.VectorField("v", 2, similarity)})
     hits = se.knn(c, {"field": "v", "vector": [1.0, 0.2], "k": 2}, True)
     assert max(hits, key=lambda k: hits[k]) == best
+
+
+def test_query_index_tracking() -> None:
+    from tests.cbserver.context import ServerContext
+    from tests.cbserver.data import Store
+    from tests.cbserver.faults import Faults
+    from tests.cbserver.query import QueryArgs, QueryError, QueryService
+
+    ctx = ServerContext(Store(4), "b", "u", "p", "8.0.0", Faults())
+    q = QueryService(ctx)
+    in_scope = QueryArgs(query_context="default:`b`.`s`")
+    q.default_handler("CREATE INDEX `ix1` ON `b`.`s`.`c`(`name`) WHERE type = 'x' USING GSI "
+                      'WITH {"defer_build":true}', QueryArgs())
+    q.default_handler("CREATE PRIMARY INDEX ON b", QueryArgs())
+    q.default_handler("CREATE VECTOR INDEX hv ON c(emb VECTOR) INCLUDE (lang) "
+                      'WITH {"dimension":4,"similarity":"COSINE"}', in_scope)
+    q.default_handler("CREATE INDEX IF NOT EXISTS ix1 ON b.s.c(name)", QueryArgs())
+    with pytest.raises(QueryError) as err:
+        q.default_handler("CREATE INDEX ix1 ON b.s.c(name)", QueryArgs())
+    assert err.value.code == 4300
+    rows = q.default_handler('SELECT * FROM system:indexes WHERE name = "ix1"', QueryArgs())
+    assert rows == [{"indexes": q.indexes[("b", "s", "c", "ix1")].row()}]
+    assert rows[0]["indexes"]["state"] == "deferred"
+    q.default_handler("BUILD INDEX ON `b`.`s`.`c`(`ix1`)", QueryArgs())
+    names = q.default_handler("SELECT name, state AS st FROM system:indexes WHERE keyspace_id = $k",
+                              QueryArgs(named={"k": "c"}))
+    assert names == [{"name": "hv", "st": "online"}, {"name": "ix1", "st": "online"}]
+    vec = q.indexes[("b", "s", "c", "hv")]
+    assert vec.is_vector and vec.include == ["lang"] and vec.with_["similarity"] == "COSINE"
+    q.default_handler("DROP INDEX ix1 ON b.s.c", QueryArgs())
+    q.default_handler("DROP INDEX `b`.`#primary`", QueryArgs())
+    q.default_handler("DROP INDEX IF EXISTS nope ON b.s.c", QueryArgs())
+    with pytest.raises(QueryError) as err:
+        q.default_handler("DROP PRIMARY INDEX ON b", QueryArgs())
+    assert err.value.code == 12004
+    assert list(q.indexes) == [("b", "s", "c", "hv")]
