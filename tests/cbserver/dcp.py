@@ -311,6 +311,9 @@ class DcpProducer:
         if vb >= store.num_vbuckets or self.ctx.faults.take_not_my_vbucket(vb):
             self.write(response(req, Status.NOT_MY_VBUCKET, value=self.ctx.config_bytes()))
             return
+        if self.ctx.faults.take_tmpfail(vb):
+            self.write(response(req, Status.ETMPFAIL))
+            return
         existing = self.streams.get(vb)
         if existing is not None and not existing.ended:
             self.write(response(req, Status.KEY_EEXISTS))
@@ -369,6 +372,14 @@ class DcpProducer:
             self.wake.set()
         else:
             del self.streams[req.vbucket]
+
+
+def end_streams(ctx: Any, vbuckets: set[int], reason: int) -> None:
+    """End the open streams of ``vbuckets`` on every producer (loop thread)."""
+    for producer in list(ctx.dcp_producers.values()):
+        for vb in vbuckets & set(producer.streams):
+            producer.streams[vb].end_now(StreamEndReason(reason))
+        producer.wake.set()
 
 
 def drop_all_dcp(ctx: Any, reason: str) -> None:

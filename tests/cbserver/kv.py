@@ -247,6 +247,8 @@ class KvConnection:
             raise KvError(Status.NOT_MY_VBUCKET)
         if self.ctx.faults.take_not_my_vbucket(req.vbucket):
             raise KvError(Status.NOT_MY_VBUCKET)
+        if self.ctx.faults.take_tmpfail(req.vbucket):
+            raise KvError(Status.ETMPFAIL)
         return cid, key
 
     def token(self, item: Item) -> bytes:

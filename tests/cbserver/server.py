@@ -21,7 +21,7 @@ from typing import Any
 
 from .context import CapturedRequest, Ports, ServerContext
 from .data import Draft, Item, KvError, Store, XattrMode
-from .dcp import DcpStats, drop_all_dcp
+from .dcp import DcpStats, drop_all_dcp, end_streams
 from .dcp_commands import all_stats
 from .faults import Faults
 from .http import HttpReply, HttpRequest, Router, serve_http
@@ -83,6 +83,7 @@ class CouchbaseTestServer:
                                  self.faults, dcp_connection_manager_interval, host=host)
         self.faults.on_not_my_vbucket = self.ctx.bump_rev
         self.faults.on_drop_now = self._drop_dcp_now
+        self.faults.on_end_streams = self._end_streams
         self.query = QueryService(self.ctx)
         self.search = SearchService(self.ctx)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -228,6 +229,10 @@ class CouchbaseTestServer:
     def _drop_dcp_now(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(drop_all_dcp, self.ctx, "fault: drop_dcp_connections")
+
+    def _end_streams(self, vbuckets: set[int], reason: int) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(end_streams, self.ctx, vbuckets, reason)
 
     # -- data (any thread) --------------------------------------------------------------------
     @property

@@ -320,6 +320,18 @@ def test_not_my_vbucket_fault_carries_config(srv: CouchbaseTestServer) -> None:
     c.close()
 
 
+def test_tmpfail_and_end_streams_faults(srv: CouchbaseTestServer) -> None:
+    c = dcp_connect(srv.ports.kv)
+    srv.faults.tmpfail({VB})
+    assert c.stream_req(VB).status == 0x86
+    assert resume(c, srv, 3).status == 0
+    srv.faults.end_streams({VB})
+    end = c.expect()
+    assert end.opcode == STREAM_END and struct.unpack(">I", end.extras)[0] == 4
+    assert resume(c, srv, 3).status == 0  # the vBucket can be streamed again
+    c.close()
+
+
 def test_close_stream_sends_stream_end_closed(srv: CouchbaseTestServer) -> None:
     c = dcp_connect(srv.ports.kv, controls={"enable_noop": "true",
                                             "send_stream_end_on_client_close_stream": "true"})
