@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+import struct
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -207,3 +208,38 @@ async def test_one_stream_at_a_time_and_reuse(srv: CouchbaseTestServer) -> None:
                 assert item.key == "k"
                 break
     await c.close()
+
+
+async def test_reading_pauses_if_a_producer_ignores_flow_control() -> None:
+    """A producer that never waits for BUFFER_ACK cannot pile up more than ~2x the buffer."""
+    msg = struct.pack(">BBHBBHIIQ", 0x80, 0x57, 2, 31, 0, 0, 31 + 2 + 1000, 1, 0)
+    msg += b"\0" * 31 + b"\x00k" + b"v" * 1000
+    flood_done = asyncio.Event()
+
+    async def flood(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(30_000):  # ~30 MB: more than the kernel buffers hold
+                w.write(msg)
+                await w.drain()
+        except ConnectionError:
+            pass
+        flood_done.set()
+
+    server = await asyncio.start_server(flood, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    conn = Connection(
+        HostPort("127.0.0.1", port), reader, writer, settings(port, buffer_size=8192), dcp=True
+    )
+    taken: list[int] = []
+    conn.sink = lambda c, frame: taken.append(frame.nbytes)
+    await asyncio.sleep(0.3)
+    chunk = 1 << 18  # one socket read may overshoot the bound
+    assert conn.flow.received <= conn.max_queued + chunk
+    assert not flood_done.is_set()  # TCP pushed back on the producer
+    while not flood_done.is_set():  # the consumer drains: reading resumes
+        while taken:
+            conn.acknowledge(taken.pop())
+        await asyncio.sleep(0.01)
+    await conn.close()
+    server.close()

@@ -89,10 +89,14 @@ class Connection:
         self._writer = writer
         self._pending: dict[int, asyncio.Future[Frame]] = {}
         self._routed: set[int] = set()
+        self.max_queued = 2 * settings.buffer_size
+        """Bytes queued for the consumer above which reading pauses (see _wait_for_room)."""
+        self._room = asyncio.Event()
+        self._overrun_logged = False
+        self._watchdog: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         self.last_rx = loop.time()
         self._read_task = loop.create_task(self._read_loop(), name=f"dcp-read-{address}")
-        self._watchdog: asyncio.Task[None] | None = None
 
     # -- opening --------------------------------------------------------------------------------
 
@@ -262,6 +266,24 @@ class Connection:
         n = self.flow.consumed(nbytes)
         if n and not self.closed:
             self._writer.write(requests.buffer_ack(n, opaque=next_opaque()))
+        if self.flow.queued <= self.max_queued:
+            self._room.set()
+
+    async def _wait_for_room(self) -> None:
+        """Hard bound on what a producer can pile up in the client, should it ever ignore flow
+        control: stop reading (TCP pushes back) until the consumer drains below the bound.
+        With a conforming producer this never triggers (it stops at `buffer_size`)."""
+        if not self._overrun_logged:
+            self._overrun_logged = True
+            log.warning(
+                "%s sent %d bytes beyond what was acknowledged (buffer %d): the "
+                "producer ignores flow control; pausing reads",
+                self.address,
+                self.flow.queued,
+                self.settings.buffer_size,
+            )
+        self._room.clear()
+        await self._room.wait()
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -281,6 +303,8 @@ class Connection:
                     del buf[:used]
                 for frame in frames:
                     self._dispatch(frame)
+                if self.flow.queued > self.max_queued:
+                    await self._wait_for_room()
         except asyncio.CancelledError:
             return
         except FrameError as e:

@@ -22,6 +22,8 @@ class FlowControl:
     """Bytes of DCP messages read from the socket (for stats and the backpressure test)."""
     acked: int = 0
     """Bytes acknowledged to the server so far."""
+    taken: int = 0
+    """Bytes the consumer has taken (acknowledged or waiting for the watermark)."""
     _pending: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
@@ -36,12 +38,18 @@ class FlowControl:
     def consumed(self, nbytes: int) -> int:
         """The consumer took a message of `nbytes`. Returns the byte count to acknowledge now
         (0: not yet at the watermark)."""
+        self.taken += nbytes
         self._pending += nbytes
         if self._pending >= self.threshold:
             n, self._pending = self._pending, 0
             self.acked += n
             return n
         return 0
+
+    @property
+    def queued(self) -> int:
+        """Bytes received and not yet taken by the consumer (what sits in the client)."""
+        return self.received - self.taken
 
     @property
     def unacked(self) -> int:
