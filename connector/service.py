@@ -181,3 +181,17 @@ class Connector:
         if self._backend is not None:
             await self._backend.close()
         self._encode_executor.shutdown(wait=True)
+
+
+def run_until_idle(settings: Settings, *, backend: Backend | None = None) -> RunSummary:
+    """Run the connector until every existing change is embedded, then return (a 'once' mode
+    for scripts and tests; not for use inside a running event loop)."""
+
+    async def go() -> RunSummary:
+        connector = Connector(settings, backend=backend)
+        try:
+            return await connector.run(until_idle=True)
+        finally:
+            await connector.close()
+
+    return asyncio.run(go())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from connector.config import EncoderConfig, Settings, load_settings  # noqa: E402
 from connector.embedded import EmbeddedDatabase  # noqa: E402
-from connector.service import Connector, RunSummary  # noqa: E402
+from connector.service import run_until_idle  # noqa: E402,F401 - re-exported for tests
 from encoders.base import Encoder  # noqa: E402
 from encoders.registry import load_encoder  # noqa: E402
 
@@ -47,17 +46,6 @@ def db(settings: Settings) -> EmbeddedDatabase:
     d = EmbeddedDatabase(settings.embedded_path, partitions=settings.embedded.partitions)
     yield d
     d.close()
-
-
-def run_until_idle(settings: Settings, **kwargs: Any) -> RunSummary:
-    async def go() -> RunSummary:
-        c = Connector(settings, **kwargs)
-        try:
-            return await c.run(until_idle=True)
-        finally:
-            await c.close()
-
-    return asyncio.run(go())
 
 
 def stored(db: EmbeddedDatabase, pipeline: str = "products") -> dict[str, tuple[str, bytes]]:

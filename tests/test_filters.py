@@ -39,7 +39,8 @@ CASES = [
 def sql_matches(flt: FieldFilter) -> list[int]:
     conn = sqlite3.connect(":memory:")
     conn.execute("CREATE TABLE d (i INTEGER, body TEXT)")
-    conn.executemany("INSERT INTO d VALUES (?, ?)", [(i, json.dumps(d)) for i, d in enumerate(DOCS)])
+    rows = [(i, json.dumps(d)) for i, d in enumerate(DOCS)]
+    conn.executemany("INSERT INTO d VALUES (?, ?)", rows)
     cond, args = filter_sql(flt)
     return [r[0] for r in conn.execute(f"SELECT i FROM d WHERE {cond} ORDER BY i", args)]
 

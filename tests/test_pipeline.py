@@ -8,7 +8,7 @@ import pytest
 from connector.config import EncoderConfig
 from connector.embedded import EmbeddedDatabase
 from connector.hashing import pipeline_fingerprint, source_hash
-from encoders.base import EncodeResult, Encoder
+from encoders.base import Encoder, EncodeResult
 from encoders.registry import register_instance
 from tests.conftest import KEYSPACE, make_settings, run_until_idle, stored
 
@@ -58,7 +58,8 @@ def test_restart_resumes_without_re_reading(settings, db) -> None:
 
 
 def test_deletion_removes_the_vector(settings, db) -> None:
-    db.upsert_many(KEYSPACE, [("a", {"title": "x", "body": "y"}), ("b", {"title": "z", "body": "w"})])
+    db.upsert_many(KEYSPACE, [("a", {"title": "x", "body": "y"}),
+                              ("b", {"title": "z", "body": "w"})])
     run_until_idle(settings)
     db.remove(KEYSPACE, "a")
     s = run_until_idle(settings).pipelines["products"]
@@ -89,7 +90,8 @@ def test_bad_documents_become_dead_letters_and_the_stream_goes_on(settings, db) 
     assert s["failed"] == 4
     letters = {d.key: d for d in db_dead_letters(settings)}
     assert letters["nojson"].kind == "not_json"
-    assert letters["missing"].kind == "missing_field" and "'body' is missing" in letters["missing"].reason
+    assert letters["missing"].kind == "missing_field"
+    assert "'body' is missing" in letters["missing"].reason
     assert letters["wrongtype"].kind == "wrong_type"
     assert letters["array"].kind == "not_object"
     # Fixing the document clears its dead letter.

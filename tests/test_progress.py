@@ -1,7 +1,7 @@
 import pytest
 
-from connector.events import PartitionOffset, Snapshot
 from connector.errors import InvalidOffsetError
+from connector.events import PartitionOffset, Snapshot
 from connector.progress import PartitionProgress
 
 S = Snapshot(1, 100)
