@@ -110,7 +110,7 @@ async def test_silent_connection_is_declared_dead_and_replaced(srv: CouchbaseTes
     await asyncio.wait_for(until_b(), 10)
     waited = time.monotonic() - t0
     assert 1.5 < waited < 6  # ~2x the noop interval of silence, then a reconnect
-    assert stream.reconnects >= 1
+    assert stream.reopens >= 1
     await c.close()
     await proxy.stop()
 

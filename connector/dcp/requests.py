@@ -140,7 +140,7 @@ def get_failover_log(vbucket: int, *, opaque: int = 0) -> bytes:
 
 
 def get_all_vb_seqnos(
-    state: VBucketState | None = VBucketState.ACTIVE,
+    state: VBucketState | int | None = VBucketState.ACTIVE,
     collection_id: int | None = None,
     *,
     opaque: int = 0,

@@ -103,7 +103,8 @@ class DcpStream:
         self._to_reopen: set[int] = set()
         self._reopen_task: asyncio.Task[None] | None = None
         self._rng = random.Random()
-        self.reconnects = 0
+        self.reopens = 0
+        """Batches of vbuckets requested again after a transient end or a lost connection."""
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -380,7 +381,7 @@ class DcpStream:
                     for vb in vbs:
                         if self.states[vb].status is StreamStatus.REOPENING:
                             self._request(vb, conn)
-                self.reconnects += 1
+                self.reopens += 1
                 attempt = 0
             except (DcpError, OSError, TopologyError) as e:
                 if isinstance(e, DcpError) and not e.retriable:
