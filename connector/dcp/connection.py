@@ -1,7 +1,7 @@
 """One asyncio KV connection: the handshake pipeline, a full-duplex reader, request matching.
 
 Who calls what, all on the client's event loop:
-- `client.py` opens connections with `Connection.open(...)`, which runs the handshake in order:
+- `client.py` opens connections with `Connection.open(...)`, which runs `handshake.py` in order:
   HELLO -> SASL (SCRAM, or PLAIN over TLS) -> SELECT_BUCKET -> for DCP connections DCP_OPEN and
   one DCP_CONTROL per setting. A bootstrap ("control") connection stops after SELECT_BUCKET.
 - `call()` sends a request and awaits the response with the same opaque.
@@ -25,19 +25,17 @@ from typing import Any
 
 from connector.dcp import requests
 from connector.dcp.connstr import HostPort
-from connector.dcp.errors import DcpAuthError, DcpConnectionError, DcpProtocolError, KvStatusError
+from connector.dcp.errors import DcpConnectionError, DcpProtocolError, KvStatusError
 from connector.dcp.flow_control import FlowControl
 from connector.dcp.frames import Frame, FrameError, split_frames
-from connector.dcp.messages import decode_hello_features
+from connector.dcp.handshake import handshake
 from connector.dcp.opcodes import (
     DCP_MESSAGE_OPCODES,
     REQUEST_MAGICS,
     RESPONSE_MAGICS,
-    Feature,
     Opcode,
     Status,
 )
-from connector.dcp.scram import ScramClient, ScramError, plain_payload
 from connector.dcp.settings import DcpSettings
 
 log = logging.getLogger(__name__)
@@ -51,18 +49,6 @@ def next_opaque() -> int:
 
 
 Sink = Callable[["Connection", Frame], None]
-
-REQUIRED_CONTROLS = ("enable_noop", "set_noop_interval", "connection_buffer_size")
-
-
-def dcp_controls(settings: DcpSettings) -> list[tuple[str, str]]:
-    return [
-        ("enable_noop", "true"),
-        ("set_noop_interval", str(max(1, int(settings.noop_interval_s)))),
-        ("connection_buffer_size", str(settings.buffer_size)),
-        ("enable_expiry_opcode", "true"),
-        ("send_stream_end_on_client_close_stream", "true"),
-    ]
 
 
 class Connection:
@@ -127,7 +113,7 @@ class Connection:
         conn = cls(address, reader, writer, settings, dcp=dcp)
         conn.sink = sink
         try:
-            await asyncio.wait_for(conn._handshake(tls is not None), settings.connect_timeout_s)
+            await asyncio.wait_for(handshake(conn, tls is not None), settings.connect_timeout_s)
         except TimeoutError as e:
             conn.abort(DcpConnectionError(f"handshake with {address} timed out"))
             raise DcpConnectionError(f"handshake with {address} timed out") from e
@@ -144,77 +130,6 @@ class Connection:
             self._watchdog = asyncio.get_running_loop().create_task(
                 self._watch(), name=f"dcp-watchdog-{self.address}"
             )
-
-    async def _handshake(self, over_tls: bool) -> None:
-        s = self.settings
-        wanted = [
-            Feature.XATTR,
-            Feature.XERROR,
-            Feature.JSON,
-            Feature.SELECT_BUCKET,
-            Feature.COLLECTIONS,
-        ]
-        if s.snappy:
-            wanted.append(Feature.SNAPPY)
-        agent = f"{s.agent} {s.connection_name}"[:200]
-        reply = await self.call(requests.hello, agent, wanted)
-        self.features = frozenset(decode_hello_features(reply.value))
-        if Feature.COLLECTIONS not in self.features:
-            raise DcpProtocolError(f"{self.address} did not accept HELLO Collections")
-        await self._authenticate(over_tls)
-        reply = await self.call(requests.select_bucket, s.bucket, check=False)
-        if reply.status != Status.SUCCESS:
-            raise KvStatusError(
-                Opcode.SELECT_BUCKET,
-                reply.status,
-                f"bucket {s.bucket!r} missing or not accessible to {s.username!r}",
-            )
-        if not self.dcp:
-            return
-        await self.call(requests.dcp_open, s.connection_name, requests.DEFAULT_OPEN_FLAGS)
-        for name, value in dcp_controls(s):
-            reply = await self.call(requests.dcp_control, name, value, check=False)
-            if reply.status != Status.SUCCESS:
-                if name in REQUIRED_CONTROLS:
-                    raise KvStatusError(Opcode.DCP_CONTROL, reply.status, f"{name}={value}")
-                log.warning(
-                    "%s refused DCP control %s=%s: %s",
-                    self.address,
-                    name,
-                    value,
-                    Status.describe(reply.status),
-                )
-
-    async def _authenticate(self, over_tls: bool) -> None:
-        s = self.settings
-        mech = s.sasl_mechanism
-        if mech == "PLAIN":
-            if not over_tls:
-                raise DcpAuthError("SASL PLAIN sends the password in clear: use couchbases://")
-            reply = await self.call(
-                requests.sasl_auth, "PLAIN", plain_payload(s.username, s.password), check=False
-            )
-            if reply.status != Status.SUCCESS:
-                raise DcpAuthError(
-                    f"authentication of {s.username!r} failed: {Status.describe(reply.status)}"
-                )
-            return
-        scram = ScramClient(s.username, s.password, mech)
-        reply = await self.call(requests.sasl_auth, mech, scram.client_first(), check=False)
-        if reply.status != Status.AUTH_CONTINUE:
-            raise DcpAuthError(
-                f"{mech} for {s.username!r} refused: {Status.describe(reply.status)}"
-            )
-        try:
-            final = scram.client_final(reply.value)
-            reply = await self.call(requests.sasl_step, mech, final, check=False)
-            if reply.status != Status.SUCCESS:
-                raise DcpAuthError(
-                    f"authentication of {s.username!r} failed: {Status.describe(reply.status)}"
-                )
-            scram.verify_server_final(reply.value)
-        except ScramError as e:
-            raise DcpAuthError(str(e)) from e
 
     # -- requests -------------------------------------------------------------------------------
 
