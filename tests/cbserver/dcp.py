@@ -263,6 +263,9 @@ class DcpProducer:
         return Status.SUCCESS
 
     def _filter(self, value: bytes) -> Filter | Status:
+        """Stream-request value rules of kv_engine's Collections::VB::Filter: a JSON object
+        with at least one of uid/collections/scope/sid/purge_seqno/cts; ids are hex strings;
+        collections and scope together are invalid; sid needs enable_stream_id."""
         if not self.conn.has(Feature.COLLECTIONS):
             return Status.EINVAL if value else Filter(legacy=True)
         if not value:
@@ -271,10 +274,16 @@ class DcpProducer:
             spec = json.loads(value)
         except ValueError:
             return Status.EINVAL
-        if not isinstance(spec, dict) or ("collections" in spec and "scope" in spec):
+        known = {"uid", "collections", "scope", "sid", "purge_seqno", "cts"}
+        if not isinstance(spec, dict) or not known & set(spec):
+            return Status.EINVAL
+        if "collections" in spec and "scope" in spec:
             return Status.EINVAL
         if "sid" in spec:
             return Status.DCP_STREAMID_INVALID
+        for key in ("uid", "purge_seqno"):
+            if key in spec and not isinstance(spec[key], str):
+                return Status.EINVAL
         manifest = self.ctx.store.manifest
         with self.ctx.store.lock:
             if "collections" in spec:
@@ -282,8 +291,10 @@ class DcpProducer:
                     return Status.EINVAL
                 cids = set()
                 for text in spec["collections"]:
+                    if not isinstance(text, str):
+                        return Status.EINVAL
                     try:
-                        cid = int(str(text), 16)
+                        cid = int(text, 16)
                     except ValueError:
                         return Status.EINVAL
                     if manifest.by_id(cid) is None:
@@ -291,8 +302,10 @@ class DcpProducer:
                     cids.add(cid)
                 return Filter(cids=cids)
             if "scope" in spec:
+                if not isinstance(spec["scope"], str):
+                    return Status.EINVAL
                 try:
-                    sid = int(str(spec["scope"]), 16)
+                    sid = int(spec["scope"], 16)
                 except ValueError:
                     return Status.EINVAL
                 scope = manifest.scope_by_id(sid)

@@ -77,6 +77,21 @@ class Filter:
                             SystemEventType.DROP_COLLECTION,
                             SystemEventType.MODIFY_COLLECTION) and ev.cid in self.cids
 
+    def observe(self, ev: SysEvent) -> bool:
+        """Follow an event this filter carries; True when the filter became empty (the
+        stream then ends with FilterEmpty). A scope filter follows its scope's collections
+        and empties only when the scope is dropped."""
+        if self.scope_id is not None and self.cids is not None:
+            if ev.event == SystemEventType.CREATE_COLLECTION:
+                self.cids.add(ev.cid)
+            elif ev.event == SystemEventType.DROP_COLLECTION:
+                self.cids.discard(ev.cid)
+            return ev.event == SystemEventType.DROP_SCOPE
+        if self.cids is not None and ev.event == SystemEventType.DROP_COLLECTION:
+            self.cids.discard(ev.cid)
+            return not self.cids
+        return False
+
 
 @dataclass
 class DcpStream:
@@ -156,7 +171,7 @@ class DcpStream:
                     continue
                 frames.append((self._system_event(e), True))
                 last_sent = e.seqno
-                if self._apply_drop(e):
+                if self.filter.observe(e):
                     filter_emptied = True
                     break
             elif self.filter.wants_item(e.cid) and not (skip_deletes and e.deleted):
@@ -173,15 +188,6 @@ class DcpStream:
             return
         if last_sent < end and self.opts.collections:
             self.queue.append((self._seqno_advanced(end), False))
-
-    def _apply_drop(self, ev: SysEvent) -> bool:
-        """Update the filter after a drop event it carries; True when it became empty."""
-        if ev.event == SystemEventType.DROP_SCOPE and self.filter.scope_id == ev.scope_id:
-            return True
-        if ev.event == SystemEventType.DROP_COLLECTION and self.filter.cids is not None:
-            self.filter.cids.discard(ev.cid)
-            return not self.filter.cids
-        return False
 
     # -- encoders --------------------------------------------------------------------------
     def _key(self, cid: int, key: bytes) -> bytes:

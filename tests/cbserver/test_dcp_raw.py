@@ -85,6 +85,9 @@ def test_stream_request_validation(srv: CouchbaseTestServer) -> None:
     assert c.stream_req(VB, value=b'{"collections":["ff"]}').status == 0x88
     assert c.stream_req(VB, value=b'{"collections":["8"],"scope":"8"}').status == 0x04
     assert c.stream_req(VB, value=b"{not json").status == 0x04
+    assert c.stream_req(VB, value=b"{}").status == 0x04  # no known key
+    assert c.stream_req(VB, value=b'{"collections":[8]}').status == 0x04  # ids are strings
+    assert c.stream_req(VB, value=b'{"scope":"77"}').status == 0x8C
     assert c.stream_req(VB).status == 0
     assert c.stream_req(VB).status == 0x02  # already streaming this vBucket
     c.close()
@@ -294,6 +297,30 @@ def test_collection_drop_sends_event_then_filter_empty(srv: CouchbaseTestServer)
     assert end.opcode == STREAM_END and struct.unpack(">I", end.extras)[0] == 7
     assert c.stream_req(VB, value=json.dumps({"collections": [f"{photos:x}"]}).encode()
                         ).status == 0x88
+    c.close()
+
+
+def test_scope_filter_follows_new_collections_until_scope_drop(srv: CouchbaseTestServer) -> None:
+    srv.create_scope("media")
+    sid = srv.ctx.store.manifest.scopes["media"].sid
+    start = srv.high_seqno(VB)
+    c = dcp_connect(srv.ports.kv)
+    assert resume(c, srv, start, value=json.dumps({"scope": f"{sid:x}"}).encode()).status == 0
+    cid = srv.create_collection("media", "clips")
+    srv.upsert("media", "clips", srv.keys_in_vbucket(VB, 1)[0], {"clip": 1})
+    seen = []
+    while not seen or seen[-1].opcode != MUTATION:
+        seen.append(c.expect())
+    srv.drop_collection("media", "clips")  # the scope filter carries on...
+    srv.drop_scope("media")  # ...until its scope goes
+    while (m := c.next_dcp(timeout=0.5)) is not None:
+        seen.append(m)
+    kinds = [(m.opcode, struct.unpack_from(">QI", m.extras)[1] if m.opcode == SYSTEM_EVENT
+              else None) for m in seen if m.opcode != MARKER]
+    assert kinds == [(SYSTEM_EVENT, 0), (MUTATION, None), (SYSTEM_EVENT, 1), (SYSTEM_EVENT, 4),
+                     (STREAM_END, None)]
+    assert split_leb128(seen[[m.opcode for m in seen].index(MUTATION)].key)[0] == cid
+    assert struct.unpack(">I", seen[-1].extras)[0] == 7
     c.close()
 
 
