@@ -198,7 +198,7 @@ def test_noops_are_sent_and_unanswered_noop_closes(srv: CouchbaseTestServer) -> 
     assert resume(good, srv, 3).status == 0
     assert good.next_dcp(timeout=1.0) is None  # noops answered inside next_dcp
     stats = {s.name: s for s in srv.dcp_stats}
-    assert stats["good"].noops_answered >= 2 and not stats["good"].closed
+    assert stats["good"].noops_answered >= 1 and not stats["good"].closed
     good.close()
     bad = dcp_connect(srv.ports.kv, "bad", controls=ctl)
     assert resume(bad, srv, 3).status == 0
@@ -217,13 +217,13 @@ def test_flow_control_pauses_and_resumes(srv: CouchbaseTestServer) -> None:
                                             "connection_buffer_size": "1000"})
     assert c.stream_req(VB).status == 0
     got: list[Msg] = []
-    while (m := c.next_dcp(timeout=0.3)) is not None:
+    while (m := c.next_dcp(timeout=0.5)) is not None:
         got.append(m)
     first_batch = sum(m.size for m in got)
     assert 1000 <= first_batch < 1000 + 200
     c.buffer_ack(first_batch)
     more: list[Msg] = []
-    while (m := c.next_dcp(timeout=0.3)) is not None:
+    while (m := c.next_dcp(timeout=0.5)) is not None:
         more.append(m)
         c.buffer_ack(m.size)
     assert more
