@@ -308,7 +308,7 @@ def test_scope_filter_follows_new_collections_until_scope_drop(srv: CouchbaseTes
     assert resume(c, srv, start, value=json.dumps({"scope": f"{sid:x}"}).encode()).status == 0
     cid = srv.create_collection("media", "clips")
     srv.upsert("media", "clips", srv.keys_in_vbucket(VB, 1)[0], {"clip": 1})
-    seen = []
+    seen: list[Msg] = []
     while not seen or seen[-1].opcode != MUTATION:
         seen.append(c.expect())
     srv.drop_collection("media", "clips")  # the scope filter carries on...
