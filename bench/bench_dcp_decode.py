@@ -64,7 +64,7 @@ def build_stream(n_events: int, seed: int = 7) -> tuple[bytes, int]:
                 value = json.dumps(doc).encode()
                 dt = 0x01
                 if rng.random() < 0.2:
-                    value = encode_xattrs({"cbembed": {"h": "%016x" % s, "m": "minilm"}}) + value
+                    value = encode_xattrs({"cbembed": {"h": f"{s:016x}", "m": "minilm"}}) + value
                     dt |= 0x04
                 extras = MUT.pack(s, 1, 0, 0, 0, 0, 0)
                 parts.append(packet(0x57, extras, key, value, vb, s << 16, dt))
@@ -80,12 +80,12 @@ def decode_all(stream: bytes, chunk: int = 256 * 1024) -> int:
         return Keyspace("default", "?", str(cid))
 
     snapshots: dict[int, Snapshot] = {}
-    buf = bytearray()
+    buf = b""
     events = 0
     for pos in range(0, len(stream), chunk):
-        buf += stream[pos : pos + chunk]
+        buf = buf + stream[pos : pos + chunk] if buf else stream[pos : pos + chunk]
         frames, used = split_frames(buf)
-        del buf[:used]
+        buf = buf[used:]
         for f in frames:
             op = f.opcode
             if op == 0x56:

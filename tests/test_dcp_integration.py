@@ -375,3 +375,15 @@ async def test_noops_are_answered(srv: CouchbaseTestServer) -> None:
     items = await pull(stream, has_keys({"late"}))
     assert keys_seen(items) == {"late"}
     await c.close()
+
+
+async def test_large_document_spanning_many_reads(
+    client: DcpClient, srv: CouchbaseTestServer
+) -> None:
+    big = {"text": "y" * (3 * 1024 * 1024)}  # many 256 KiB socket reads
+    srv.upsert("inventory", "hotels", "big", big)
+    srv.upsert("inventory", "hotels", "small", {"a": 1})
+    stream = client.stream(range(NUM_VB), {}, ["inventory.hotels"])
+    items = await pull(stream, has_keys({"big", "small"}))
+    evs = {e.key: e for e in changes(items)}
+    assert json.loads(evs["big"].body or b"") == big

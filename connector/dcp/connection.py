@@ -27,7 +27,7 @@ from connector.dcp import requests
 from connector.dcp.connstr import HostPort
 from connector.dcp.errors import DcpConnectionError, DcpProtocolError, KvStatusError
 from connector.dcp.flow_control import FlowControl
-from connector.dcp.frames import Frame, FrameError, split_frames
+from connector.dcp.frames import HEADER_LEN, Frame, FrameError, packet_body_len, split_frames
 from connector.dcp.handshake import handshake
 from connector.dcp.opcodes import (
     DCP_MESSAGE_OPCODES,
@@ -203,7 +203,10 @@ class Connection:
     # -- reading --------------------------------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        buf = bytearray()
+        # Chunks are joined only once the next packet is complete, so a large document
+        # arriving in many reads is copied once, not once per read.
+        chunks: list[bytes] = []
+        have, need = 0, HEADER_LEN
         loop = asyncio.get_running_loop()
         error: BaseException | None = None
         try:
@@ -212,10 +215,16 @@ class Connection:
                 if not data:
                     raise DcpConnectionError(f"{self.address} closed the connection")
                 self.last_rx = loop.time()
-                buf += data
+                chunks.append(data)
+                have += len(data)
+                if have < need:
+                    continue
+                buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 frames, used = split_frames(buf)
-                if used:
-                    del buf[:used]
+                rest = buf[used:]
+                chunks = [rest] if rest else []
+                have = len(rest)
+                need = HEADER_LEN + packet_body_len(rest) if have >= HEADER_LEN else HEADER_LEN
                 for frame in frames:
                     self._dispatch(frame)
                 if self.flow.queued > self.max_queued:
