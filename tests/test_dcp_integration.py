@@ -387,3 +387,44 @@ async def test_large_document_spanning_many_reads(
     items = await pull(stream, has_keys({"big", "small"}))
     evs = {e.key: e for e in changes(items)}
     assert json.loads(evs["big"].body or b"") == big
+
+
+async def test_tmpfail_stream_requests_are_retried(
+    client: DcpClient, srv: CouchbaseTestServer
+) -> None:
+    keys = fill(srv, 40)
+    srv.faults.tmpfail({0, 1, 2}, times=2)
+    stream = client.stream(range(NUM_VB), {}, ["inventory.hotels"])
+    items = await pull(stream, has_keys(set(keys)))
+    assert_per_vb_increasing(items)
+
+
+@pytest.mark.parametrize("reason", [2, 3, 4, 5])
+async def test_transient_stream_end_reopens_from_delivered_state(
+    client: DcpClient, srv: CouchbaseTestServer, reason: int
+) -> None:
+    keys = fill(srv, 40)
+    stream = client.stream(range(NUM_VB), {}, ["inventory.hotels"])
+    items = await pull(stream, has_keys(set(keys)))
+    srv.faults.end_streams(set(range(NUM_VB)), reason=reason)
+    await asyncio.sleep(0.05)
+    more = fill(srv, 20, prefix="m")
+    await pull(stream, has_keys(set(keys) | set(more)), items=items)
+    assert not any(isinstance(i, StreamEndEvent) for i in items)  # handled inside
+    assert stream.reopens >= 1
+    assert_per_vb_increasing(items)  # no duplicates after the reopen
+
+
+@pytest.mark.parametrize("reason", [StreamEndReason.CLOSED, StreamEndReason.LOST_PRIVILEGES])
+async def test_terminal_stream_end_is_delivered_and_ends_iteration(
+    client: DcpClient, srv: CouchbaseTestServer, reason: StreamEndReason
+) -> None:
+    keys = fill(srv, 10)
+    stream = client.stream(range(NUM_VB), {}, ["inventory.hotels"])
+    items = await pull(stream, has_keys(set(keys)))
+    srv.faults.end_streams(set(range(NUM_VB)), reason=int(reason))
+    rest = [item async for item in stream]  # ends by itself
+    ends = [i for i in rest if isinstance(i, StreamEndEvent)]
+    assert {e.vb for e in ends} == set(range(NUM_VB)) and {e.reason for e in ends} == {reason}
+    assert all(e.offset is not None and e.offset.seqno == srv.high_seqno(e.vb) for e in ends)
+    assert items
