@@ -3,7 +3,8 @@
 Builds a realistic stream (snapshot markers of 100 items, ~300-byte JSON bodies, 1 in 5 with
 xattrs, a few deletions), cuts it into 256 KiB reads as the socket would deliver it, and runs
 `split_frames` + the per-message decode path the stream uses (`decode_snapshot_marker`,
-`item_seqno`, `decode_change`). Prints events/s (target >= 100,000).
+`item_seqno`, `decode_change`). Prints events/s, by wall clock and per CPU-second
+(target >= 100,000).
 
     python bench/bench_dcp_decode.py [--events 200000] [--repeat 5]
 """
@@ -106,15 +107,17 @@ def main() -> None:
     args = ap.parse_args()
     stream, n = build_stream(args.events)
     print(f"stream: {n} events, {len(stream) / 1e6:.1f} MB, {len(stream) / n:.0f} bytes/message")
-    best = 0.0
+    best = best_cpu = 0.0
     for _ in range(args.repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         got = decode_all(stream)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         assert got == n
-        best = max(best, n / dt)
-        print(f"  {n / dt:,.0f} events/s ({dt * 1e3:.0f} ms)")
-    print(f"best: {best:,.0f} events/s (target >= 100,000)")
+        best, best_cpu = max(best, n / dt), max(best_cpu, n / dc)
+        print(f"  {n / dt:,.0f} events/s wall ({dt * 1e3:.0f} ms), {n / dc:,.0f} per CPU-second")
+    # On a shared machine wall time includes time the process waited for a core; CPU time
+    # is what one core actually spent.
+    print(f"best: {best:,.0f} events/s wall, {best_cpu:,.0f} events/CPU-s (target >= 100,000)")
 
 
 if __name__ == "__main__":
