@@ -5,7 +5,6 @@ from __future__ import annotations
 from connector.config import Settings
 from connector.embedded.backend import EmbeddedBackend
 from connector.embedded.database import EmbeddedDatabase
-from connector.errors import ConfigError
 from connector.storage import Backend
 
 
@@ -21,4 +20,6 @@ async def open_backend(settings: Settings) -> Backend:
     if settings.is_embedded:
         buckets = [p.parsed_keyspace.bucket for p in settings.pipelines]
         return EmbeddedBackend(open_embedded(settings), buckets)
-    raise ConfigError([("storage", "the Couchbase backend is not available in this version")])
+    from connector.couchbase.backend import CouchbaseBackend
+
+    return await CouchbaseBackend.open(settings)

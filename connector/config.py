@@ -142,12 +142,47 @@ class EmbeddedConfig(BaseModel):
 
 
 class CouchbaseConfig(BaseModel):
+    """How to reach a Couchbase cluster (`storage = "couchbase://..."`). Roles needed: Data DCP
+    Reader (stream), Data Writer (write-back, metadata); creating the metadata collection also
+    needs Manage Scopes, or create it yourself."""
+
     model_config = ConfigDict(extra="forbid")
 
     username: str = "Administrator"
     password: SecretStr = SecretStr("")
     ca_cert: Path | None = None
-    metadata_keyspace: str = Field(default="", description="bucket._cbembed.meta by default")
+    metadata_keyspace: str = Field(
+        default="", description="bucket.scope.collection for checkpoints; default "
+        "<first pipeline's bucket>.cbembed.meta (names may not start with '_')"
+    )
+    meta_xattr: str = Field(
+        default="_cbembed",
+        description="extended attribute holding each pipeline's source hash; a '_' name is a "
+        "system xattr, which survives full-document writes by applications",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA512", "SCRAM-SHA256", "SCRAM-SHA1", "PLAIN"] = (
+        "SCRAM-SHA512"
+    )
+    dcp_buffer_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    dcp_noop_interval_s: float = Field(default=120, ge=1)
+    write_concurrency: int = Field(default=32, ge=1, le=1024)
+    timeout_s: float = Field(default=10, gt=0)
+
+    @field_validator("metadata_keyspace")
+    @classmethod
+    def _meta_ok(cls, v: str) -> str:
+        if v:
+            ks = Keyspace.parse(v)
+            if ks.scope.startswith(("_", "%")) or ks.collection.startswith(("_", "%")):
+                raise ValueError("Couchbase scope and collection names may not start with _ or %")
+        return v
+
+    @field_validator("meta_xattr")
+    @classmethod
+    def _xattr_ok(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]{0,15}$", v):
+            raise ValueError("must be 1-16 letters, digits or '_' (an xattr key)")
+        return v
 
 
 class Settings(BaseSettings):

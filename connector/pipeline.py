@@ -92,6 +92,7 @@ class PipelineWorker:
         self._dead_keys: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.finished_count = 0  # changes finished since start (progress bars)
+        self.stopped: str | None = None  # why the pipeline stopped (its collection dropped)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def load_state(self) -> dict[int, PartitionOffset]:
@@ -240,13 +241,13 @@ class PipelineWorker:
         for i, it in enumerate(batch.items):
             ev = it.event
             if it.extracted is None:
-                removals.append(Removal(ev.keyspace, ev.key, ev.cas))
+                removals.append(Removal(ev.keyspace, ev.key, ev.cas, ev.is_removal))
             elif i in batch.vectors:
                 writes.append((it, VectorWrite(
                     ev.keyspace, ev.key, ev.cas, batch.vectors[i],
                     it.extracted.source_hash, it.extracted.text,
                 )))
-        outcomes: list[WriteOutcome] = []
+        outcomes: list[WriteOutcome | DocumentError] = []
         try:
             if writes:
                 outcomes = await self._with_retries(
@@ -272,6 +273,8 @@ class PipelineWorker:
                     cleared.append(it.event.key)
             elif outcome is WriteOutcome.CAS_MISMATCH:
                 self.stats.cas_conflicts += 1
+            elif isinstance(outcome, DocumentError):
+                await self._dead_letter(it.event, outcome)
         self.stats.removed += len(removals)
         self.stats.truncated += batch.truncated
         if cleared:

@@ -28,6 +28,7 @@ from connector.pipeline import PipelineWorker
 from connector.storage import (
     Backend,
     ChangeSource,
+    KeyspaceDropped,
     PartitionRolledBack,
     SeqnoAdvanced,
     SourceIdle,
@@ -110,6 +111,10 @@ class Connector:
             log.info("pipeline %s: %s in flight, %s", w.name, w.in_flight, w.stats.as_dict())
 
     @property
+    def stopped(self) -> dict[str, str]:
+        return {w.name: w.stopped for w in self.workers if w.stopped}
+
+    @property
     def finished(self) -> int:
         return sum(w.finished_count for w in self.workers)
 
@@ -139,6 +144,14 @@ class Connector:
             elif isinstance(item, SeqnoAdvanced):
                 for w in self.workers:
                     w.seqno_advanced(item.partition, item.seqno)
+            elif isinstance(item, KeyspaceDropped):
+                for w in self.workers:
+                    if w.keyspace == item.keyspace and w.stopped is None:
+                        w.stopped = "collection dropped"
+                        log.error("pipeline %s stops: its collection %s was dropped",
+                                  w.name, item.keyspace)
+                if all(w.stopped for w in self.workers):
+                    return
 
     async def run(
         self, *, until_idle: bool = False, on_progress: Callable[[Connector], None] | None = None

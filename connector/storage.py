@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from connector.errors import DocumentError
 from connector.events import ChangeEvent, FailoverEntry, Keyspace, PartitionOffset
 
 
@@ -36,6 +37,7 @@ class Removal:
     keyspace: Keyspace
     key: str
     cas: int  # CAS of the change that asked for removal; a newer document is left alone
+    document_deleted: bool = False  # the document itself is gone (not just out of the filter)
 
 
 class WriteOutcome(enum.Enum):
@@ -127,7 +129,14 @@ class SeqnoAdvanced:
     seqno: int
 
 
-FeedItem = ChangeEvent | SourceIdle | PartitionRolledBack | SeqnoAdvanced
+@dataclass(frozen=True, slots=True)
+class KeyspaceDropped:
+    """A watched collection was dropped: pipelines on it stop."""
+
+    keyspace: Keyspace
+
+
+FeedItem = ChangeEvent | SourceIdle | PartitionRolledBack | SeqnoAdvanced | KeyspaceDropped
 
 
 class ChangeSource(abc.ABC):
@@ -168,7 +177,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def write_vectors(
         self, target: PipelineTarget, items: Sequence[VectorWrite]
-    ) -> list[WriteOutcome]: ...
+    ) -> list[WriteOutcome | DocumentError]:
+        """One result per item; a DocumentError says why that write was refused for good."""
 
     @abc.abstractmethod
     async def remove_vectors(self, target: PipelineTarget, items: Sequence[Removal]) -> None: ...

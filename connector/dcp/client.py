@@ -193,6 +193,23 @@ class DcpClient:
                 )
         return out
 
+    async def collection_high_seqnos(
+        self, vbuckets: Iterable[int], collections: Iterable[str]
+    ) -> dict[int, int]:
+        """Per vbucket, the highest seqno of any of `collections` ("scope.collection"): where a
+        filtered stream is caught up (writes to other collections do not count)."""
+        vbs = sorted(set(vbuckets))
+        cids = list((await self.collection_ids(collections)).values())
+        out = dict.fromkeys(vbs, 0)
+        for node in self.config.vbuckets_by_node(vbs):
+            conn = await self._dcp_connection(node.address(self.tls))
+            for cid in cids:
+                reply = await conn.call(requests.get_all_vb_seqnos, VBucketState.ACTIVE, cid)
+                for vb, seqno in decode_vb_seqnos(reply.value).items():
+                    if vb in out:
+                        out[vb] = max(out[vb], seqno)
+        return out
+
     # -- streaming ------------------------------------------------------------------------------
 
     def stream(

@@ -16,7 +16,7 @@ from typing import Any
 
 from connector.embedded.database import EmbeddedDatabase
 from connector.embedded.feed import EmbeddedFeed
-from connector.errors import ConfigError
+from connector.errors import ConfigError, DocumentError
 from connector.events import FailoverEntry, Keyspace, PartitionOffset, Snapshot
 from connector.storage import (
     Backend,
@@ -107,7 +107,7 @@ class EmbeddedBackend(Backend):
 
     async def write_vectors(
         self, target: PipelineTarget, items: Sequence[VectorWrite]
-    ) -> list[WriteOutcome]:
+    ) -> list[WriteOutcome | DocumentError]:
         return list(await self._run(self._write_sync, target, items))
 
     def _remove_sync(self, target: PipelineTarget, items: Sequence[Removal]) -> None:

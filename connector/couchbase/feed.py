@@ -1,0 +1,133 @@
+"""The Couchbase change feed: our DCP client's stream, as the pipeline's `ChangeSource`.
+
+A pump task pulls the DCP stream into a bounded queue (the DCP client acknowledges bytes as they
+are pulled, so a full queue stops the acks and the server stops sending: backpressure). Each
+change gets its pipeline metadata from the xattrs that came with it. When nothing arrives for
+`poll_interval_s`, the feed compares what it delivered with the vbuckets' high seqnos and says
+`SourceIdle` once every owned vbucket is caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from connector.couchbase.xattrs import parse_meta
+from connector.dcp import (
+    CollectionDroppedEvent,
+    DcpClient,
+    RollbackEvent,
+    SeqnoAdvancedEvent,
+    StreamEndEvent,
+)
+from connector.dcp.stream import DcpStream
+from connector.errors import StorageError
+from connector.events import ZERO_OFFSET, ChangeEvent, FailoverEntry, Keyspace, PartitionOffset
+from connector.storage import (
+    ChangeSource,
+    FeedItem,
+    KeyspaceDropped,
+    PartitionRolledBack,
+    SeqnoAdvanced,
+    SourceIdle,
+)
+
+log = logging.getLogger("cbembed.couchbase.feed")
+_DONE = object()
+
+
+class DcpFeed(ChangeSource):
+    def __init__(
+        self, client: DcpClient, keyspaces: Sequence[Keyspace], partitions: Sequence[int],
+        *, meta_xattr: str, poll_interval_s: float, queue_size: int = 1024,
+    ) -> None:
+        self._client = client
+        self._collections = sorted({f"{k.scope}.{k.collection}" for k in keyspaces})
+        self._partitions = list(partitions)
+        self._xattr = meta_xattr
+        self._poll = max(poll_interval_s, 0.05)
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self._stream: DcpStream | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._delivered: dict[int, int] = {}
+        self.dropped: set[Keyspace] = set()
+
+    def failover_log(self, partition: int) -> tuple[FailoverEntry, ...]:
+        if self._stream is None or partition not in self._stream.states:
+            return ()
+        return tuple(self._stream.states[partition].failover_log)
+
+    async def current_positions(self, partitions: Sequence[int]) -> dict[int, PartitionOffset]:
+        return await self._client.current_positions(partitions)
+
+    async def lag(self, positions: Mapping[int, int]) -> int:
+        """Seqnos between `positions` and the watched collections' high seqnos (an upper bound
+        of the changes still to look at: seqnos of other collections lie in between)."""
+        high = await self._client.collection_high_seqnos(self._partitions, self._collections)
+        return sum(max(0, s - positions.get(vb, 0)) for vb, s in high.items())
+
+    async def _pump_stream(self) -> None:
+        assert self._stream is not None
+        try:
+            async for item in self._stream:
+                await self._queue.put(item)
+        except BaseException as e:  # the consumer re-raises it
+            if not isinstance(e, asyncio.CancelledError):
+                await self._queue.put(e)
+            raise
+        await self._queue.put(_DONE)
+
+    async def _caught_up(self) -> bool:
+        high = await self._client.collection_high_seqnos(self._partitions, self._collections)
+        return all(self._delivered.get(vb, 0) >= s for vb, s in high.items())
+
+    async def stream(self, offsets: Mapping[int, PartitionOffset]) -> AsyncIterator[FeedItem]:
+        self._delivered = {vb: offsets.get(vb, ZERO_OFFSET).seqno for vb in self._partitions}
+        self._stream = self._client.stream(self._partitions, offsets, self._collections)
+        self._pump = asyncio.create_task(self._pump_stream(), name="dcp-pump")
+        while True:
+            try:
+                item = await asyncio.wait_for(self._queue.get(), self._poll)
+            except TimeoutError:
+                if await self._caught_up():
+                    yield SourceIdle()
+                continue
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise StorageError(f"the DCP stream failed: {item}") from item
+            if isinstance(item, ChangeEvent):
+                self._delivered[item.partition] = item.seqno
+                meta = parse_meta(item.xattrs, self._xattr)
+                yield replace(item, meta=meta) if meta else item
+            elif isinstance(item, SeqnoAdvancedEvent):
+                self._delivered[item.vb] = max(self._delivered.get(item.vb, 0), item.seqno)
+                yield SeqnoAdvanced(item.vb, item.seqno)
+            elif isinstance(item, RollbackEvent):
+                self._delivered[item.vb] = item.offset.seqno
+                yield PartitionRolledBack(item.vb, item.offset)
+            elif isinstance(item, CollectionDroppedEvent):
+                if item.keyspace not in self.dropped:
+                    self.dropped.add(item.keyspace)
+                    yield KeyspaceDropped(item.keyspace)
+                if item.offset is not None:
+                    self._delivered[item.vb] = item.offset.seqno
+                    yield SeqnoAdvanced(item.vb, item.offset.seqno)
+            elif isinstance(item, StreamEndEvent):
+                log.warning("DCP stream of vbucket %d ended: %s", item.vb, item.reason)
+                if item.offset is not None:
+                    self._delivered[item.vb] = max(self._delivered.get(item.vb, 0),
+                                                   item.offset.seqno)
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(BaseException):
+                await self._pump
+        if self._stream is not None:
+            await self._stream.aclose()
+        await self._client.close()
