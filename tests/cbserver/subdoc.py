@@ -11,6 +11,7 @@ is known (CAS as the hex of its little-endian bytes, like the server).
 
 from __future__ import annotations
 
+import copy
 import json
 import struct
 import time
@@ -223,7 +224,8 @@ def mutate_in(store: Store, cid: int, key: bytes, *, doc_flags: int, cas: int, e
         if current is None and not creating:
             raise KvError(Status.KEY_ENOENT)
         base = current if current is not None and not current.deleted else None
-        xattrs = dict(current.xattrs) if current is not None else {}
+        # deep copy: history items must never change when a later version is built
+        xattrs = copy.deepcopy(current.xattrs) if current is not None else {}
         body_bytes = base.body if base is not None else b""
         body_is_json: bool | None = base.is_json if base is not None else True
         body: Any = None

@@ -200,3 +200,26 @@ def test_query_index_tracking() -> None:
         q.default_handler("DROP PRIMARY INDEX ON b", QueryArgs())
     assert err.value.code == 12004
     assert list(q.indexes) == [("b", "s", "c", "hv")]
+
+
+def test_history_items_are_not_changed_by_later_subdoc_writes() -> None:
+    """A failover rebuilds documents from history: an old item must keep its own xattrs."""
+    from tests.cbserver import CouchbaseTestServer
+
+    with CouchbaseTestServer(collections={"s": ["c"]}, num_vbuckets=4) as srv:
+        import couchbase.subdocument as SD
+        from couchbase.auth import PasswordAuthenticator
+        from couchbase.cluster import Cluster
+        from couchbase.options import ClusterOptions
+
+        cluster = Cluster(srv.connection_string,
+                          ClusterOptions(PasswordAuthenticator("Administrator", "password")))
+        coll = cluster.bucket("default").scope("s").collection("c")
+        coll.upsert("k", {"v": 1})
+        coll.mutate_in("k", [SD.upsert("_m.p", {"h": "old"}, xattr=True, create_parents=True)])
+        first = srv.get("s", "c", "k")
+        coll.mutate_in("k", [SD.upsert("_m.p", {"h": "new"}, xattr=True, create_parents=True)])
+        vb = srv.vbucket_of("k")
+        srv.failover(vb, lose_after_seqno=first.seqno)
+        assert srv.get("s", "c", "k").system_xattrs == {"_m": {"p": {"h": "old"}}}
+        cluster.close()
