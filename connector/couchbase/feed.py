@@ -86,9 +86,13 @@ class DcpFeed(ChangeSource):
 
     async def _pump_stream(self) -> None:
         assert self._stream is not None
+        queue = self._queue
         try:
             async for item in self._stream:
-                await self._queue.put(item)
+                try:
+                    queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    await queue.put(item)
         except BaseException as e:  # the consumer re-raises it
             if not isinstance(e, asyncio.CancelledError):
                 await self._queue.put(e)
@@ -124,11 +128,14 @@ class DcpFeed(ChangeSource):
         await self._restart(offsets)
         while True:
             try:
-                item = await asyncio.wait_for(self._queue.get(), self._poll)
-            except TimeoutError:
-                if await self._caught_up():
-                    yield SourceIdle()
-                continue
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), self._poll)
+                except TimeoutError:
+                    if await self._caught_up():
+                        yield SourceIdle()
+                    continue
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
