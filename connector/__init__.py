@@ -16,7 +16,7 @@ from connector.errors import (
     SearchError,
     StorageError,
 )
-from connector.search import SearchHit, Searcher
+from connector.search import Searcher, SearchHit
 from connector.service import Connector, RunSummary, run_until_idle
 
 __all__ = [

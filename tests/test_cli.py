@@ -65,7 +65,8 @@ def test_search_status_deadletter_json(demo) -> None:
 def test_bulk_search_one_line_per_query(demo) -> None:
     cwd, _ = demo
     q = cwd / "q.jsonl"
-    q.write_text('{"qid": "a", "query": "rooftop pool"}\n\nnot json\n{"qid": "b", "query": "jazz"}\n')
+    q.write_text('{"qid": "a", "query": "rooftop pool"}\n\nnot json\n'
+                 '{"qid": "b", "query": "jazz"}\n')
     r = cbembed("search", "--config", str(cwd / "cbembed-demo.toml"), "--queries", str(q),
                 "--json", "-k", "2", cwd=cwd)
     lines = [json.loads(line) for line in r.stdout.splitlines()]
