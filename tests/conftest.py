@@ -56,3 +56,28 @@ def stored(db: EmbeddedDatabase, pipeline: str = "products") -> dict[str, tuple[
         (pipeline,),
     )
     return {k: (h, v) for k, h, v in rows}
+
+
+class RacingEncoder(Encoder):
+    """The real model, plus one application write (`race()`) while the first batch is being
+    encoded: the write lands between the change being read and its vector being written back."""
+
+    kind = "racing"
+    modality = "text"
+
+    def __init__(self, inner: Encoder, race: Any) -> None:
+        self.inner, self.race, self.raced = inner, race, False
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def encode(self, inputs: Any, *, normalize: bool) -> Any:
+        if not self.raced:
+            self.raced = True
+            self.race()
+        return self.inner.encode(inputs, normalize=normalize)

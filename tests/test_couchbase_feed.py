@@ -22,9 +22,9 @@ from connector.couchbase import sdk
 from connector.errors import StorageError
 from connector.hashing import pipeline_fingerprint, source_hash
 from connector.service import Connector, run_until_idle
-from encoders.base import Encoder, EncodeResult
 from encoders.registry import register_instance
 from tests.cbserver import CouchbaseTestServer
+from tests.conftest import RacingEncoder
 
 KS = "default.inventory.hotels"
 
@@ -203,34 +203,12 @@ def test_forced_rollback_and_not_my_vbucket(srv, hotels) -> None:
     assert_all_current(srv, s, keys)
 
 
-class RacingEncoder(Encoder):
-    """The real model, plus an application write to the document while it is encoded."""
-
-    kind = "racing-cb"
-    modality = "text"
-
-    def __init__(self, inner: Encoder, collection: Any) -> None:
-        self.inner, self.coll, self.raced = inner, collection, False
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def encode(self, inputs, *, normalize: bool) -> EncodeResult:
-        if not self.raced:
-            self.raced = True
-            self.coll.upsert("race", {"name": "Second", "description": "red bicycle"})
-        return self.inner.encode(inputs, normalize=normalize)
-
-
 def test_change_during_embedding_never_gets_the_stale_vector(srv, hotels, minilm) -> None:
-    cfg = EncoderConfig(kind="racing-cb", model="sentence-transformers/all-MiniLM-L6-v2")
+    cfg = EncoderConfig(kind="racing", model="sentence-transformers/all-MiniLM-L6-v2",
+                        options={"test": "couchbase"})
     s = cb_settings(srv, pipeline={"encoder": cfg.model_dump()})
-    register_instance(cfg, RacingEncoder(minilm, hotels))
+    register_instance(cfg, RacingEncoder(minilm, lambda: hotels.upsert(
+        "race", {"name": "Second", "description": "red bicycle"})))
     hotels.upsert("race", {"name": "First", "description": "blue kettle"})
     stats = run_until_idle(s).pipelines["hotels"]
     assert stats["cas_conflicts"] == 1

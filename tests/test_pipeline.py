@@ -8,9 +8,8 @@ import pytest
 from connector.config import EncoderConfig
 from connector.embedded import EmbeddedDatabase
 from connector.hashing import pipeline_fingerprint, source_hash
-from encoders.base import Encoder, EncodeResult
 from encoders.registry import register_instance
-from tests.conftest import KEYSPACE, make_settings, run_until_idle, stored
+from tests.conftest import KEYSPACE, RacingEncoder, make_settings, run_until_idle, stored
 
 
 def vec(raw: bytes) -> np.ndarray:
@@ -116,35 +115,12 @@ def db_dead_letters(settings):
     return asyncio.run(go())
 
 
-class RacingEncoder(Encoder):
-    """The real MiniLM, plus an application write to the document while it is being encoded."""
-
-    kind = "racing"
-    modality = "text"
-
-    def __init__(self, inner: Encoder, db: EmbeddedDatabase) -> None:
-        self.inner, self.db, self.raced = inner, db, False
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
-
-    @property
-    def dimension(self) -> int:
-        return self.inner.dimension
-
-    def encode(self, inputs, *, normalize: bool) -> EncodeResult:
-        if not self.raced:
-            self.raced = True
-            self.db.upsert(KEYSPACE, "doc", {"title": "Second version", "body": "red bicycle"})
-        return self.inner.encode(inputs, normalize=normalize)
-
-
 def test_write_during_encoding_never_gets_the_stale_vector(tmp_path, minilm) -> None:
     cfg = EncoderConfig(kind="racing", model="sentence-transformers/all-MiniLM-L6-v2")
     settings = make_settings(tmp_path / "race.db", encoder=cfg.model_dump())
     db = EmbeddedDatabase(settings.embedded_path, partitions=16)
-    register_instance(cfg, RacingEncoder(minilm, db))
+    register_instance(cfg, RacingEncoder(minilm, lambda: db.upsert(
+        KEYSPACE, "doc", {"title": "Second version", "body": "red bicycle"})))
     db.upsert(KEYSPACE, "doc", {"title": "First version", "body": "blue kettle"})
     s = run_until_idle(settings).pipelines["products"]
     assert s["cas_conflicts"] == 1  # the first vector was dropped at write-back
