@@ -103,14 +103,17 @@ class DcpFeed(ChangeSource):
         high = await self._high_seqnos()
         return all(self._delivered.get(vb, 0) >= s for vb, s in high.items())
 
-    async def _restart(self, offsets: Mapping[int, PartitionOffset]) -> None:
-        """(Re)open the DCP stream from `offsets`, dropping whatever the old one queued."""
+    async def _stop_stream(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
             with contextlib.suppress(BaseException):
                 await self._pump
         if self._stream is not None:
             await self._stream.aclose()
+
+    async def _restart(self, offsets: Mapping[int, PartitionOffset]) -> None:
+        """(Re)open the DCP stream from `offsets`, dropping whatever the old one queued."""
+        await self._stop_stream()
         self._queue = asyncio.Queue(self._queue.maxsize)
         self._stream = self._client.stream(self._partitions, offsets, self._collections)
         self._pump = asyncio.create_task(self._pump_stream(), name="dcp-pump")
@@ -175,10 +178,5 @@ class DcpFeed(ChangeSource):
                                                    item.offset.seqno)
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(BaseException):
-                await self._pump
-        if self._stream is not None:
-            await self._stream.aclose()
+        await self._stop_stream()
         await self._client.close()
