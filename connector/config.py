@@ -63,6 +63,57 @@ class EncoderConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+_INDEX_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,95}$")
+_IVF_RE = re.compile(r"^IVF\d*,(SQ[468]|PQ\d+x\d+)$", re.IGNORECASE)
+IndexFieldKind = Literal["keyword", "text", "number", "boolean"]
+
+
+class IndexConfig(BaseModel):
+    """Vector indexes of a pipeline on Couchbase (`cbembed index plan|apply|check`); see
+    index_defs/ and docs/couchbase-search.md. Unused on the embedded store."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        default=None, description="base index name; default cbembed_<pipeline> ('-' -> '_')"
+    )
+    search: bool = Field(default=True, description="a Search-service index (vector + text)")
+    gsi: Literal["hyperscale", "composite", "none"] = Field(
+        default="hyperscale", description="a Query-service vector index (Server 8.0+)"
+    )
+    optimized_for: Literal["recall", "latency"] = "recall"
+    text_fields: list[str] | None = Field(
+        default=None, description="fields for keyword search; default: the template's fields"
+    )
+    filter_fields: dict[str, IndexFieldKind] = Field(
+        default_factory=dict,
+        description="extra pre-filter fields and their kinds; the pipeline filter's fields are "
+        "always added",
+    )
+    description: str = Field(default="IVF,SQ8", description="GSI centroids and quantization")
+    nprobes: int | None = Field(default=None, ge=1, description="GSI scan_nprobes")
+    train_list: int | None = Field(default=None, ge=1, description="GSI train_list")
+    min_docs_to_build: int = Field(
+        default=1000, ge=1, description="build a deferred GSI vector index from this many docs"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _index_name_ok(cls, v: str | None) -> str | None:
+        if v is not None and not _INDEX_NAME_RE.match(v):
+            raise ValueError("must start with a letter and hold only letters, digits or '_'")
+        return v
+
+    @field_validator("description")
+    @classmethod
+    def _description_ok(cls, v: str) -> str:
+        if not _IVF_RE.match(v.strip()):
+            raise ValueError(
+                "must look like IVF[nlist],SQ4|SQ6|SQ8|PQ<m>x<bits>, e.g. IVF,SQ8 or IVF1024,PQ8x8"
+            )
+        return v.strip()
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -76,6 +127,7 @@ class PipelineConfig(BaseModel):
     vector_field: str = "embedding"
     similarity: Similarity = "cosine"
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
 
     @field_validator("name")
     @classmethod

@@ -12,7 +12,9 @@
     │   └── CasMismatch              the document changed since the event (never retried)
     ├── DocumentNotFoundError        a key-value read or write found no document
     ├── DocumentExistsError          an insert found the key taken
-    └── SearchError                  a search request cannot be answered as asked
+    ├── SearchError                  a search request cannot be answered as asked
+    │   └── IndexDefinitionError     an index is missing or does not match the encoder
+    └── ServerVersionError           the cluster is too old for a feature
 
 `retriable` on the class says whether trying again later may succeed.
 """
@@ -88,3 +90,12 @@ class DocumentNotFoundError(CbembedError, KeyError):
 
 class DocumentExistsError(CbembedError):
     """An insert found a document under that key already."""
+
+
+class IndexDefinitionError(SearchError):
+    """A vector index is missing, or its field, dimension or similarity does not match the
+    pipeline's encoder (searching it would return wrong or no results)."""
+
+
+class ServerVersionError(CbembedError):
+    """The Couchbase Server version is too old for a feature (the message names both)."""
