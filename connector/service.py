@@ -3,7 +3,8 @@
 `Connector.run()` wires the stages together on one event loop:
 
     source.stream(offsets) --> PipelineWorker.offer()  (each pipeline on the bucket)
-    apscheduler jobs: checkpoint flush every `checkpoint_interval_s`, status log line
+    apscheduler jobs: checkpoint flush every `checkpoint_interval_s`, status log line,
+                      on Couchbase: build deferred vector indexes once there is data
 
 It stops on `stop()` (SIGINT/SIGTERM in the CLI) or, with `until_idle`, once the feed has
 delivered everything and every pipeline has finished it; both end with a checkpoint flush.
@@ -167,6 +168,8 @@ class Connector:
                           id="status")
         if on_progress is not None:
             scheduler.add_job(on_progress, "interval", seconds=0.2, args=[self], id="progress")
+        if not self.settings.is_embedded:
+            self._add_index_build_job(scheduler)
         scheduler.start()
         intake = asyncio.create_task(self._intake(until_idle, offsets), name="intake")
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
@@ -189,6 +192,22 @@ class Connector:
         return RunSummary(
             {w.name: w.stats.as_dict() for w in self.workers}, loop.time() - started
         )
+
+    def _add_index_build_job(self, scheduler: AsyncIOScheduler) -> None:
+        """Couchbase only: build deferred GSI vector indexes once their collection holds enough
+        documents to train on (connector.couchbase.index_manager)."""
+        cluster = getattr(self._backend, "cluster", None)
+        if cluster is None or all(p.index.gsi == "none" for p in self.settings.pipelines):
+            return
+        from connector.couchbase.index_manager import (
+            BUILD_CHECK_INTERVAL_S,
+            build_deferred_indexes,
+        )
+
+        dims = {w.name: w.encoder.dimension for w in self.workers}
+        scheduler.add_job(build_deferred_indexes, "interval", seconds=BUILD_CHECK_INTERVAL_S,
+                          args=[cluster, self.settings.pipelines, dims, set()],
+                          max_instances=1, coalesce=True, id="vector-index-build")
 
     async def close(self) -> None:
         if self._backend is not None:

@@ -1,4 +1,4 @@
-"""`cbembed` command line: demo, load, run, search, status, deadletter.
+"""`cbembed` command line: demo, load, run, search, status, deadletter, index, serve-embed.
 
 Every command takes `--config FILE` (else `$CBEMBED_CONFIG`, else `./cbembed.toml`). Errors
 print one clear message (no traceback) and exit with 2 for bad configuration or usage, 1 for
@@ -17,14 +17,14 @@ from connector.errors import CbembedError, ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from connector.cli import demo, load, run, search, status
+    from connector.cli import demo, index, load, run, search, serve_embed, status
 
     parser = argparse.ArgumentParser(
         prog="cbembed", description="Automatic embeddings for Couchbase (and an embedded store)."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (demo, load, run, search, status):
+    for module in (demo, load, run, search, status, index, serve_embed):
         module.register(sub)
     return parser
 

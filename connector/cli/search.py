@@ -26,7 +26,8 @@ def register(sub: Any) -> None:
     p.add_argument("--pipeline", help="which pipeline (default: the first)")
     p.add_argument("--filter", type=json.loads, help='JSON, e.g. \'{"type": "hotel"}\'')
     p.add_argument("--fields", default="", help="comma-separated fields to return")
-    p.add_argument("--fusion", choices=["rrf", "weighted"], default="rrf")
+    p.add_argument("--fusion", choices=["rrf", "weighted", "server"], default="rrf",
+                   help="hybrid: rrf, weighted, or server (one Search-service request)")
     p.add_argument("--alpha", type=float, default=0.5, help="vector weight for weighted fusion")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(handler=handle)

@@ -40,7 +40,9 @@ class Searcher:
             from connector.embedded.search import EmbeddedSearch
 
             return cls(settings, EmbeddedSearch(settings.embedded_path))
-        raise SearchError("search on a Couchbase storage is not available in this version")
+        from connector.couchbase.search import CouchbaseSearch
+
+        return cls(settings, CouchbaseSearch(settings))
 
     def encoder(self, pipeline: PipelineConfig) -> Encoder:
         return load_encoder(pipeline.encoder)
@@ -75,12 +77,16 @@ class Searcher:
     def hybrid(
         self, text: str, *, pipeline: str | None = None, k: int = 10,
         filter: FilterInput = None, fields: Sequence[str] | None = None,
-        include_document: bool = False, fusion: Literal["rrf", "weighted"] = "rrf",
+        include_document: bool = False, fusion: Literal["rrf", "weighted", "server"] = "rrf",
         alpha: float = 0.5, candidates: int | None = None,
     ) -> list[SearchHit]:
-        """Keyword and vector legs, each `candidates` deep (default max(4k, 50)), fused."""
+        """Keyword and vector legs, each `candidates` deep (default max(4k, 50)), fused;
+        `fusion="server"`: one request, scored by the server (Couchbase Search service)."""
         p = self.settings.pipeline(pipeline)
         flt = coerce_filter(filter)
+        if fusion == "server":
+            one = self.backend.hybrid(p, text, self.embed_query(text, p), _k(k), flt)
+            return self._hits(p, [_plain(h) for h in one], fields, include_document)
         n = candidates or max(4 * _k(k), 50)
         kw = self.backend.keyword(p, text, n, flt)
         vec = self.backend.vector(p, self.embed_query(text, p), n, flt)
@@ -89,7 +95,7 @@ class Searcher:
         elif fusion == "weighted":
             fused = weighted_fusion(kw, vec, k, alpha)
         else:
-            raise SearchError(f"unknown fusion {fusion!r}: use 'rrf' or 'weighted'")
+            raise SearchError(f"unknown fusion {fusion!r}: use 'rrf', 'weighted' or 'server'")
         return self._hits(p, fused, fields, include_document)
 
     def search(self, mode: Mode, query: str, **kwargs: Any) -> list[SearchHit]:
