@@ -134,10 +134,14 @@ class SceneAttributes:
         return tuple(o.label for o in self.objects)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
 def class_caption(colour: str, shape: str) -> str:
-    """The plain caption of one class, e.g. ``"a red square"``."""
+    """The plain caption of one class, e.g. ``"a red square"``, ``"an orange star"``."""
     _check(colour, shape)
-    return f"a {colour} {shape}"
+    return f"{_article(colour)} {colour} {shape}"
 
 
 def class_captions() -> list[str]:
@@ -146,11 +150,11 @@ def class_captions() -> list[str]:
 
 
 def _object_phrase(obj: ShapeObject, *, with_size: bool) -> str:
-    words = ["a"]
+    words = []
     if with_size and obj.size_word != "medium":
         words.append(obj.size_word)
     words += [obj.colour, obj.shape]
-    return " ".join(words)
+    return " ".join([_article(words[0]), *words])
 
 
 def caption_for(
@@ -160,7 +164,8 @@ def caption_for(
 
     ``"a small blue circle on a grey background"`` by default;
     ``"a blue circle"`` with ``with_size=False, with_background=False``. Two objects
-    are joined with ``and``: ``"a red square and a large green star"``.
+    are joined with ``and``: ``"a red square and a large green star"``. The article
+    follows the next word: ``"an orange cross"``.
     """
     text = " and ".join(_object_phrase(o, with_size=with_size) for o in attrs.objects)
     if with_background:
