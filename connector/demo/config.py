@@ -19,7 +19,8 @@ def data_file(name: str) -> Path:
 
 
 def demo_toml(db_path: Path) -> str:
-    return f"""# Written by `cbembed demo`. Try: cbembed search --config {db_path.with_suffix('.toml')} "beach"
+    config = db_path.with_suffix(".toml")
+    return f"""# Written by `cbembed demo`. Try: cbembed search --config {config} "beach"
 storage = "embedded://{db_path}"
 
 [[pipelines]]

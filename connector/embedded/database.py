@@ -61,7 +61,9 @@ def encode_body(value: Any) -> tuple[str | bytes, int]:
 def decode_body(body: str | bytes | None, is_json: int) -> Any:
     if body is None:
         return None
-    return json.loads(body) if is_json else bytes(body)
+    if is_json:
+        return json.loads(body)
+    return body.encode() if isinstance(body, str) else bytes(body)
 
 
 def connect(path: Path, *, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
