@@ -25,7 +25,7 @@ import numpy as np
 
 from connector.batching import backoff_delays, next_batch
 from connector.config import ConnectorConfig, PipelineConfig
-from connector.errors import CbembedError, DocumentError, StorageError
+from connector.errors import CbembedError, DocumentError, EncoderError, StorageError
 from connector.events import ChangeEvent, Keyspace, PartitionOffset
 from connector.extract import Extracted, Extractor
 from connector.hashing import pipeline_fingerprint
@@ -60,6 +60,17 @@ class EncodedBatch:
     vectors: dict[int, np.ndarray]  # item index -> vector
     errors: dict[int, DocumentError]  # item index -> why it could not be encoded
     truncated: int
+
+
+def _raise_if_systemic(exc: Exception) -> None:
+    """An encoder failure no input explains (out of memory, device lost) must stop the run:
+    dead-lettering every document would lose them. Checkpoints have not passed them, so a
+    restart (by the service manager) picks them up again."""
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError | SystemError) or name == "OutOfMemoryError" or (
+        "CUDA error" in str(exc)
+    ):
+        raise EncoderError(f"the encoder failed ({name}: {exc}); stopping") from exc
 
 
 class PipelineWorker:
@@ -127,6 +138,11 @@ class PipelineWorker:
             asyncio.create_task(self._encode_stage(), name=f"encode:{self.name}"),
             asyncio.create_task(self._write_stage(), name=f"write:{self.name}"),
         ]
+
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The encode and write stages (they only end by failing or being cancelled)."""
+        return list(self._tasks)
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -214,9 +230,7 @@ class PipelineWorker:
             res = self.encoder.encode([x for _, x in inputs], normalize=self._normalize)
             return {i: res.vectors[n] for n, (i, _) in enumerate(inputs)}, errors, res.truncated
         except Exception as e:
-            if len(inputs) == 1:
-                errors[inputs[0][0]] = DocumentError(f"encoder failed: {e}", kind="encode")
-                return {}, errors, 0
+            _raise_if_systemic(e)
         # One bad input fails the whole batch: encode one by one to find it.
         vectors: dict[int, np.ndarray] = {}
         truncated = 0
@@ -226,7 +240,8 @@ class PipelineWorker:
                 vectors[i] = res.vectors[0]
                 truncated += res.truncated
             except Exception as e:
-                errors[i] = DocumentError(f"encoder failed: {e}", kind="encode")
+                _raise_if_systemic(e)
+                errors[i] = DocumentError(f"encoder failed on this input: {e}", kind="encode")
         return vectors, errors, truncated
 
     # -- write stage ----------------------------------------------------------------------------

@@ -174,9 +174,12 @@ class Connector:
         intake = asyncio.create_task(self._intake(until_idle, offsets), name="intake")
         stopper = asyncio.create_task(self._stop.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait({intake, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if intake in done:
-                intake.result()  # re-raise a failure of the feed
+            stages = {t for w in self.workers for t in w.tasks}
+            done, _ = await asyncio.wait(
+                {intake, stopper, *stages}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for t in done & ({intake} | stages):
+                t.result()  # re-raise a failure of the feed or of a stage (a bug: fail fast)
         finally:
             scheduler.shutdown(wait=False)
             for t in (intake, stopper):

@@ -7,6 +7,7 @@ import pytest
 
 from connector.config import EncoderConfig
 from connector.embedded import EmbeddedDatabase
+from connector.errors import EncoderError
 from connector.hashing import pipeline_fingerprint, source_hash
 from encoders.registry import register_instance
 from tests.conftest import KEYSPACE, RacingEncoder, make_settings, run_until_idle, stored
@@ -158,3 +159,48 @@ def test_group_members_split_partitions_and_together_cover_all(tmp_path) -> None
         counts.append(run_until_idle(s).pipelines["products"]["embedded"])
     assert sum(counts) == 60 and all(c > 0 for c in counts)
     assert len(stored(db)) == 60
+
+
+class BrokenEncoder(RacingEncoder):
+    """Fails in a way no document explains (e.g. the GPU is gone): not a dead letter."""
+
+    def encode(self, inputs, *, normalize: bool):
+        raise SystemError("device lost")
+
+
+def test_a_failing_stage_stops_the_run_instead_of_hanging(tmp_path, minilm) -> None:
+    cfg = EncoderConfig(kind="racing", model="sentence-transformers/all-MiniLM-L6-v2",
+                        options={"test": "broken"})
+    settings = make_settings(tmp_path / "b.db", encoder=cfg.model_dump())
+    register_instance(cfg, BrokenEncoder(minilm, lambda: None))
+    db = EmbeddedDatabase(settings.embedded_path, partitions=16)
+    db.upsert(KEYSPACE, "a", {"title": "x", "body": "y"})
+    with pytest.raises(EncoderError, match="device lost"):
+        run_until_idle(settings)
+    assert stored(db) == {} and db_dead_letters(settings) == []  # nothing lost as a dead letter
+
+
+class PickyEncoder(RacingEncoder):
+    """The real model, refusing one input the way a model refuses input it cannot handle."""
+
+    def encode(self, inputs, *, normalize: bool):
+        if any("POISON" in str(x) for x in inputs):
+            raise ValueError("cannot embed this input")
+        return self.inner.encode(inputs, normalize=normalize)
+
+
+def test_an_input_the_model_refuses_is_a_dead_letter_and_its_batch_survives(
+    tmp_path, minilm
+) -> None:
+    cfg = EncoderConfig(kind="racing", model="sentence-transformers/all-MiniLM-L6-v2",
+                        options={"test": "picky"})
+    settings = make_settings(tmp_path / "p.db", encoder=cfg.model_dump())
+    register_instance(cfg, PickyEncoder(minilm, lambda: None))
+    db = EmbeddedDatabase(settings.embedded_path, partitions=16)
+    db.upsert_many(KEYSPACE, [(f"k{i}", {"title": "t", "body": str(i)}) for i in range(9)]
+                   + [("bad", {"title": "POISON", "body": "x"})])
+    s = run_until_idle(settings).pipelines["products"]
+    assert s["embedded"] == 9 and s["failed"] == 1
+    (letter,) = db_dead_letters(settings)
+    assert letter.key == "bad" and letter.kind == "encode"
+    assert "cannot embed this input" in letter.reason
