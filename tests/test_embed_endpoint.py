@@ -28,6 +28,7 @@ def settings(tmp_path: Path) -> Settings:
         {"name": "hotels", "keyspace": "travel.inventory.hotels", "template": "{name}"},
         {"name": "raw", "keyspace": "travel.inventory.rooms", "template": "{name}",
          "similarity": "dot"},
+        {"name": "listings", "keyspace": "travel.inventory.listings", "template": "{name}"},
     ])
 
 
@@ -101,7 +102,7 @@ def test_not_json_and_health(base_url: str) -> None:
     assert status == 400 and "not JSON" in out["error"]
     status, health = call(base_url + "/health", token=None)
     assert status == 200 and health["status"] == "ok"
-    assert [p["name"] for p in health["pipelines"]] == ["hotels", "raw"]
+    assert [p["name"] for p in health["pipelines"]] == ["hotels", "raw", "listings"]
     assert {p["dims"] for p in health["pipelines"]} == {384}
 
 
@@ -110,3 +111,17 @@ def test_a_single_served_pipeline_needs_no_name(tmp_path: Path, minilm: Encoder)
     out = service.embed({"text": TEXT})
     assert out["pipeline"] == "raw" and out["dims"] == 384
     assert service.authorized(None)  # no token configured
+
+
+def test_the_documented_curl_options(base_url: str, minilm: Encoder) -> None:
+    """The `$embed` options object of docs/couchbase-search.md, sent the way CURL() sends it
+    (its `header` and `data`, POST) to the running endpoint."""
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "couchbase-search.md").read_text()
+    (line,) = [x for x in docs.splitlines() if x.startswith("\\set -$embed ")]
+    options = json.loads(line.removeprefix("\\set -$embed ").rstrip(";"))
+    assert options["request"] == "POST"
+    name, _, value = options["header"].partition(": ")
+    status, out = call(base_url + "/embed", options["data"].encode(), {name: value})
+    assert status == 200 and out["pipeline"] == "listings" and out["dims"] == 384
+    text = json.loads(options["data"])["text"]
+    assert np.allclose(out["vector"], minilm.encode_query(text, normalize=True), atol=1e-6)
