@@ -33,7 +33,12 @@ async def next_batch(queue: asyncio.Queue[T], max_batch: int, max_wait_s: float)
     return batch
 
 
+def backoff_delay(attempt: int, base_s: float = 0.1, cap_s: float = 10.0) -> float:
+    """Upper bound of truncated exponential backoff for retry `attempt` (0-based); callers
+    draw uniformly below it (full jitter)."""
+    return min(cap_s, base_s * 2 ** min(attempt, 30))
+
+
 def backoff_delays(attempts: int, base_s: float = 0.1, cap_s: float = 5.0) -> list[float]:
-    """Upper bounds of truncated exponential backoff; callers draw uniformly below each
-    (full jitter)."""
-    return [min(cap_s, base_s * 2**i) for i in range(attempts)]
+    """The upper bounds for `attempts` retries (see `backoff_delay`)."""
+    return [backoff_delay(i, base_s, cap_s) for i in range(attempts)]

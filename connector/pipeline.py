@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from connector.batching import backoff_delays, next_batch
+from connector.batching import backoff_delay, next_batch
 from connector.config import ConnectorConfig, PipelineConfig
 from connector.errors import CbembedError, DocumentError, EncoderError, StorageError
 from connector.events import ChangeEvent, Keyspace, PartitionOffset
@@ -298,16 +298,23 @@ class PipelineWorker:
         for it in batch.items:
             self._finish(it.event)
 
-    async def _with_retries(self, op: Callable[[], Any], attempts: int = 8) -> Any:
-        for delay in backoff_delays(attempts):
+    async def _with_retries(self, op: Callable[[], Any]) -> Any:
+        """Retry a temporary storage failure until it succeeds (truncated exponential backoff,
+        full jitter). Meanwhile the queues fill and the feed waits: nothing is dropped and no
+        checkpoint moves. A permanent failure is raised at once."""
+        attempt = 0
+        while True:
             try:
                 return await op()
             except StorageError as e:
                 if not e.retriable:
                     raise
-                log.warning("pipeline %s: write-back failed (%s); retrying", self.name, e)
+                self.stats.write_retries += 1
+                delay = backoff_delay(attempt)
+                attempt += 1
+                log.warning("pipeline %s: write-back failed (%s); retry %d in <= %.1f s",
+                            self.name, e, attempt, delay)
                 await asyncio.sleep(random.uniform(0, delay))
-        return await op()
 
     # -- bookkeeping ----------------------------------------------------------------------------
     def _finish(self, ev: ChangeEvent) -> None:

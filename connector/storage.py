@@ -86,6 +86,7 @@ class PipelineStats:
     removed: int = 0
     cas_conflicts: int = 0
     truncated: int = 0
+    write_retries: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
@@ -97,6 +98,7 @@ class PipelineStats:
             "removed": self.removed,
             "cas_conflicts": self.cas_conflicts,
             "truncated": self.truncated,
+            "write_retries": self.write_retries,
             **self.extra,
         }
 

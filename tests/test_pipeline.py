@@ -204,3 +204,25 @@ def test_an_input_the_model_refuses_is_a_dead_letter_and_its_batch_survives(
     (letter,) = db_dead_letters(settings)
     assert letter.key == "bad" and letter.kind == "encode"
     assert "cannot embed this input" in letter.reason
+
+
+def test_temporary_write_failures_are_retried_not_dead_lettered(settings, db) -> None:
+    from connector.embedded.backend import EmbeddedBackend
+    from connector.errors import StorageError
+
+    class FlakyBackend(EmbeddedBackend):
+        """The real embedded backend, unreachable for its first two write-backs."""
+
+        failures = 2
+
+        async def write_vectors(self, target, items):
+            if self.failures:
+                self.failures -= 1
+                raise StorageError("cluster unreachable (simulated outage)")
+            return await super().write_vectors(target, items)
+
+    db.upsert_many(KEYSPACE, [(f"k{i}", {"title": "t", "body": str(i)}) for i in range(5)])
+    backend = FlakyBackend(EmbeddedDatabase(settings.embedded_path), ["shop"])
+    s = run_until_idle(settings, backend=backend).pipelines["products"]
+    assert s["embedded"] == 5 and s["write_retries"] == 2 and s["failed"] == 0
+    assert len(stored(db)) == 5
