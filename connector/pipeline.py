@@ -291,6 +291,8 @@ class PipelineWorker:
             elif isinstance(outcome, DocumentError):
                 await self._dead_letter(it.event, outcome)
         self.stats.removed += len(removals)
+        # A deleted document, or one that left the filter, has nothing left to fix.
+        cleared += [r.key for r in removals if r.key in self._dead_keys]
         self.stats.truncated += batch.truncated
         if cleared:
             await self.backend.clear_dead_letters(self.name, str(self.keyspace), cleared)

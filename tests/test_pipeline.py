@@ -99,6 +99,10 @@ def test_bad_documents_become_dead_letters_and_the_stream_goes_on(settings, db) 
     run_until_idle(settings)
     assert "missing" in stored(db)
     assert "missing" not in {d.key for d in db_dead_letters(settings)}
+    # Deleting a document clears its dead letter too.
+    db.remove(KEYSPACE, "nojson")
+    run_until_idle(settings)
+    assert {d.key for d in db_dead_letters(settings)} == {"wrongtype", "array"}
 
 
 def db_dead_letters(settings):
