@@ -63,6 +63,42 @@ class EncoderConfig(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+SourceKind = Literal["auto", "path", "url", "base64", "document"]
+
+
+class SourceConfig(BaseModel):
+    """Where a pipeline's image or audio comes from (see docs/images-and-audio.md).
+
+    `kind`: `path` (a file path or file:// URI in `source_field`, read only under `root`),
+    `url` (http/https), `base64` (the bytes, or a data: URI, in the field), `document` (the
+    binary document itself; no `source_field`), or `auto` (decided per value: a URL, a data:
+    URI or long base64 text, else a path, which needs `root`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: SourceKind = "auto"
+    root: Path | None = Field(
+        default=None, description="folder that paths are read under; nothing outside it is read"
+    )
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="largest source read")
+    max_pixels: int = Field(default=50_000_000, ge=1, description="largest decoded image")
+    timeout_s: float = Field(default=10.0, gt=0, description="per HTTP attempt")
+    retries: int = Field(default=2, ge=0, le=10, description="HTTP retries after the first try")
+    allowed_content_types: list[str] | None = Field(
+        default=None, description="HTTP content types accepted (`image/*` style patterns); "
+        "default: the encoder's modality, e.g. image/* (and application/octet-stream)",
+    )
+
+    @model_validator(mode="after")
+    def _root_ok(self) -> SourceConfig:
+        if self.kind == "path" and self.root is None:
+            raise ValueError("kind 'path' needs a `root` folder (nothing outside it is read)")
+        if self.root is not None:
+            self.root = self.root.expanduser()
+        return self
+
+
 _INDEX_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,95}$")
 _IVF_RE = re.compile(r"^IVF\d*,(SQ[468]|PQ\d+x\d+)$", re.IGNORECASE)
 IndexFieldKind = Literal["keyword", "text", "number", "boolean"]
@@ -123,6 +159,9 @@ class PipelineConfig(BaseModel):
     source_field: str | None = Field(
         default=None, description="field holding an image/audio source (non-text encoders)"
     )
+    source: SourceConfig | None = Field(
+        default=None, description="how `source_field` is read (default: kind auto, no root)"
+    )
     filter: FieldFilter | None = None
     vector_field: str = "embedding"
     similarity: Similarity = "cosine"
@@ -164,8 +203,15 @@ class PipelineConfig(BaseModel):
 
     @model_validator(mode="after")
     def _has_input(self) -> PipelineConfig:
+        if self.source is not None and self.source.kind == "document":
+            if (self.source_field, self.template, self.filter) != (None, None, None):
+                raise ValueError("source kind 'document' embeds the whole (binary) document: "
+                                 "it takes no `source_field`, `template` or `filter`")
+            return self
         if self.template is None and self.source_field is None:
             raise ValueError("needs a `template` (text) or a `source_field` (image/audio)")
+        if self.source is not None and self.source_field is None:
+            raise ValueError("`source` says how to read `source_field`: set `source_field`")
         return self
 
 
@@ -354,4 +400,9 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         rel = settings.storage[len("embedded://") :]
         if "CBEMBED_STORAGE" not in os.environ and "storage" not in overrides:
             settings.storage = "embedded://" + str((path.parent / rel).resolve())
+    # So are relative source roots (pipelines.*.source.root).
+    for pipe in settings.pipelines:
+        src = pipe.source
+        if path is not None and src is not None and src.root and not src.root.is_absolute():
+            src.root = (path.parent / src.root).resolve()
     return settings

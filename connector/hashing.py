@@ -21,6 +21,8 @@ def pipeline_fingerprint(p: PipelineConfig) -> str:
         "similarity": p.similarity,
         "vector_field": p.vector_field,
     }
+    if p.source is not None:  # what is read (not the limits); absent keeps text hashes as they were
+        material["source"] = [p.source.kind, str(p.source.root or "")]
     blob = json.dumps(material, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
