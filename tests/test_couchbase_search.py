@@ -88,7 +88,7 @@ class QueryAnswers:
             return [self.count]
         if "VECTOR_DISTANCE(" in statement:
             qv = np.asarray(args.named["qv"])
-            rows = []
+            rows: list[dict[str, Any]] = []
             for key, name, *_ in HOTELS:
                 doc = self.srv.get("inventory", "hotels", key)
                 assert doc is not None
@@ -96,7 +96,8 @@ class QueryAnswers:
                     continue
                 dist = 1.0 - float(np.dot(np.asarray(doc.value["embedding"]), qv))
                 rows.append({"id": key, "distance": dist, "name": name})
-            return sorted(rows, key=lambda r: r["distance"])[: int(statement.split()[-1])]
+            rows.sort(key=lambda r: float(r["distance"]))
+            return rows[: int(statement.split()[-1])]
         return None
 
 
@@ -367,9 +368,10 @@ def test_sqlpp_vector_search_sends_named_parameters(
     assert len(named["$qv"]) == 384
     assert {**named, "$qv": "<384 floats>"} == want["named"]
     assert hits[0].id == "h2" and hits[0].fields == {"name": "Quiet Dunes Inn"}
-    assert hits[0].score == pytest.approx(
-        float(np.dot(qh.embed_query(hotels, QUERY),
-                     srv.get("inventory", "hotels", "h2").value["embedding"])), abs=1e-5)
+    h2 = srv.get("inventory", "hotels", "h2")
+    assert h2 is not None
+    assert hits[0].score == pytest.approx(  # cosine: 1 - distance = the dot of unit vectors
+        float(np.dot(qh.embed_query(hotels, QUERY), h2.value["embedding"])), abs=1e-5)
 
 
 def test_sqlpp_vector_search_refuses_an_unbuilt_index(
@@ -441,6 +443,11 @@ def test_searcher_and_cli_on_couchbase_storage(
     assert main(["index", "plan", "--config", str(config), "--server-version", "7.6.2"]) == 0
     plan = capsys.readouterr().out
     assert '"dims": 384' in plan and "hyperscale index skipped: " in plan
+    embedded = tmp_path / "embedded.toml"
+    embedded.write_text(f'storage = "embedded://{tmp_path / "x.db"}"\n'
+                        + config.read_text().split("\n", 1)[1])
+    assert main(["index", "apply", "--config", str(embedded)]) == 2
+    assert "need a couchbase:// storage" in capsys.readouterr().err
 
 
 def test_index_commands_on_an_older_server(minilm: Encoder) -> None:

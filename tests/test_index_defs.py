@@ -290,3 +290,18 @@ def test_sqlpp_vector_query_variants() -> None:
     assert hybrid.params["search"]["query"]["disjuncts"][0] == {"match": "beach",
                                                                "field": "name"}
     assert hybrid.params["search"]["knn"][0]["k"] == 3
+
+
+def test_helpers_api_is_listed_and_imports_neither_torch_nor_the_sdk() -> None:
+    import subprocess
+    import sys
+
+    from connector.couchbase import query_helpers
+
+    assert sorted(query_helpers.__all__) == query_helpers.__all__
+    assert all(callable(getattr(query_helpers, n)) for n in query_helpers.__all__)
+    code = ("import sys, index_defs, connector.couchbase.query_helpers, connector.embed_server; "
+            "print('torch' in sys.modules, 'couchbase.cluster' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["False", "False"]

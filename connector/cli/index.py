@@ -58,17 +58,23 @@ def encoder_dims(settings: Settings) -> dict[str, int]:
     return {p.name: load_encoder(p.encoder).dimension for p in settings.pipelines}
 
 
-def _needs_couchbase(settings: Settings) -> None:
+def _checked_first(settings: Settings, args: argparse.Namespace) -> ServerVersion | None:
+    """What can be refused before loading models and connecting: storage, password, version."""
+    from connector.couchbase import sdk
+
     if settings.is_embedded:
         raise ConfigError([("storage", "index apply/check need a couchbase:// storage (the "
                             "embedded store keeps its own search structures)")])
+    sdk.cluster_options(settings)  # a missing password is a ConfigError now
+    return _version(args)
 
 
 def handle_plan(args: argparse.Namespace) -> int:
     from index_defs.plan import plan_indexes
 
     settings = load_settings(args.config)
-    plan = plan_indexes(settings, encoder_dims(settings), _version(args))
+    version = _version(args)
+    plan = plan_indexes(settings, encoder_dims(settings), version)
     if args.json:
         print(json.dumps({
             "indexes": [{"pipeline": i.pipeline, "kind": i.kind, "name": i.name,
@@ -91,11 +97,11 @@ def handle_apply(args: argparse.Namespace) -> int:
     from connector.couchbase.index_manager import apply_indexes, detect_server_version
 
     settings = load_settings(args.config)
-    _needs_couchbase(settings)
+    version = _checked_first(settings, args)
     dims = encoder_dims(settings)
     cluster = sdk.connect_sync(settings)
     try:
-        version = _version(args) or detect_server_version(cluster)
+        version = version or detect_server_version(cluster)
         actions, _plan = apply_indexes(cluster, settings, dims, server_version=version,
                                        replace=args.replace)
     finally:
@@ -116,12 +122,11 @@ def handle_check(args: argparse.Namespace) -> int:
     from connector.couchbase.index_manager import check_indexes, detect_server_version
 
     settings = load_settings(args.config)
-    _needs_couchbase(settings)
+    version = _checked_first(settings, args)
     dims = encoder_dims(settings)
     cluster = sdk.connect_sync(settings)
     try:
-        lines = check_indexes(cluster, settings, dims,
-                              _version(args) or detect_server_version(cluster))
+        lines = check_indexes(cluster, settings, dims, version or detect_server_version(cluster))
     finally:
         cluster.close()
     if args.json:
