@@ -1,4 +1,5 @@
-"""`cbembed search TEXT` and `cbembed search --queries FILE.jsonl --json` (bulk, for evaluation)."""
+"""`cbembed search TEXT`, `cbembed search --image FILE [TEXT]` and
+`cbembed search --queries FILE.jsonl --json` (bulk, for evaluation)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ def register(sub: Any) -> None:
     p.add_argument("text", nargs="?", help="the query")
     p.add_argument("--queries", type=Path,
                    help='JSON lines {"qid": ..., "query": ...}: one result line per query')
+    p.add_argument("--image", type=Path, metavar="FILE",
+                   help="search with an image (or audio clip) for pipelines whose encoder takes "
+                   "one; with TEXT in hybrid mode, TEXT drives the keyword leg; alone: vector")
     p.add_argument("--mode", choices=["hybrid", "vector", "keyword"], default="hybrid")
     p.add_argument("-k", type=int, default=10, help="how many hits (10)")
     p.add_argument("--pipeline", help="which pipeline (default: the first)")
@@ -44,14 +48,21 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if (args.text is None) == (args.queries is None):
+    if args.image is not None:
+        _check_image_args(args)
+    elif (args.text is None) == (args.queries is None):
         raise ConfigError([("search", "give either a query TEXT or --queries FILE")])
     settings = load_settings(args.config)
     searcher = Searcher.from_settings(settings)
     try:
         if args.queries is not None:
             return _bulk(searcher, args)
-        hits = searcher.search(args.mode, args.text, **_options(args))
+        if args.image is not None and args.mode == "hybrid":
+            hits = searcher.hybrid(args.text, image=args.image, **_options(args))
+        elif args.image is not None:
+            hits = searcher.vector(args.image, **_options(args))
+        else:
+            hits = searcher.search(args.mode, args.text, **_options(args))
         if args.json:
             print(json.dumps({"hits": [h.as_dict() for h in hits]}))
             return 0
@@ -62,6 +73,19 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     finally:
         searcher.close()
+
+
+def _check_image_args(args: argparse.Namespace) -> None:
+    if args.queries is not None:
+        raise ConfigError([("--image", "cannot be combined with --queries")])
+    if not args.image.is_file():
+        raise ConfigError([("--image", f"{str(args.image)!r} is not a file")])
+    if args.mode == "keyword":
+        raise ConfigError([("--image", "needs --mode vector or hybrid")])
+    if args.text is None:
+        args.mode = "vector"  # hybrid needs TEXT for its keyword leg
+    elif args.mode == "vector":
+        raise ConfigError([("--image", "--mode vector takes TEXT or --image, not both")])
 
 
 def _bulk(searcher: Searcher, args: argparse.Namespace) -> int:

@@ -2,6 +2,8 @@
 
 Text in: the pipeline's own encoder embeds the query (the same model, normalisation and
 dimension as the stored vectors), so a query can never be compared with the wrong space.
+An image (a `pathlib.Path`, bytes or a PIL image) is a query too where the encoder takes one
+(CLIP: text and images share a space); a `str` is always text, an array is a ready vector.
 
     searcher = Searcher.from_settings(load_settings("cbembed.toml"))
     hits = searcher.hybrid("quiet hotel near the beach", k=5, filter={"type": "hotel"},
@@ -11,6 +13,7 @@ dimension as the stored vectors), so a query can never be compared with the wron
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any, Literal
 
 import numpy as np
@@ -20,12 +23,14 @@ from connector.errors import SearchError
 from connector.filters import FieldFilter, coerce_filter
 from connector.search.backend import SearchBackend
 from connector.search.fusion import Fused, LegHit, reciprocal_rank_fusion, weighted_fusion
+from connector.search.media import is_media_query, load_query_media
 from connector.search.results import Mode, SearchHit
 from connector.template import is_missing, lookup
 from encoders.base import Encoder
 from encoders.registry import load_encoder
 
-QueryInput = str | np.ndarray | Sequence[float]
+#: text, a ready vector, or an image/audio clip (pathlib.Path, bytes, PIL image)
+QueryInput = str | np.ndarray | Sequence[float] | bytes | PurePath | Any
 FilterInput = FieldFilter | dict[str, Any] | None
 
 
@@ -53,6 +58,10 @@ class Searcher:
             if "text" not in enc.query_modalities:
                 raise SearchError(f"pipeline {pipeline.name}: its encoder takes no text queries")
             return enc.encode_query(query, normalize=pipeline.similarity == "cosine")
+        if is_media_query(query):
+            enc = self.encoder(pipeline)
+            media = load_query_media(query, enc, pipeline)
+            return enc.encode_query(media, normalize=pipeline.similarity == "cosine")
         return np.asarray(query, dtype=np.float32)
 
     # -- the three modes ------------------------------------------------------------------------
@@ -78,18 +87,21 @@ class Searcher:
         self, text: str, *, pipeline: str | None = None, k: int = 10,
         filter: FilterInput = None, fields: Sequence[str] | None = None,
         include_document: bool = False, fusion: Literal["rrf", "weighted", "server"] = "rrf",
-        alpha: float = 0.5, candidates: int | None = None,
+        alpha: float = 0.5, candidates: int | None = None, image: QueryInput | None = None,
     ) -> list[SearchHit]:
         """Keyword and vector legs, each `candidates` deep (default max(4k, 50)), fused;
-        `fusion="server"`: one request, scored by the server (Couchbase Search service)."""
+        `fusion="server"`: one request, scored by the server (Couchbase Search service).
+        `image`: the vector leg searches with it (an image, or an audio clip) instead of
+        `text`, which still drives the keyword leg (e.g. captions)."""
         p = self.settings.pipeline(pipeline)
         flt = coerce_filter(filter)
+        vec_query = text if image is None else image
         if fusion == "server":
-            one = self.backend.hybrid(p, text, self.embed_query(text, p), _k(k), flt)
+            one = self.backend.hybrid(p, text, self.embed_query(vec_query, p), _k(k), flt)
             return self._hits(p, [_plain(h) for h in one], fields, include_document)
         n = candidates or max(4 * _k(k), 50)
         kw = self.backend.keyword(p, text, n, flt)
-        vec = self.backend.vector(p, self.embed_query(text, p), n, flt)
+        vec = self.backend.vector(p, self.embed_query(vec_query, p), n, flt)
         if fusion == "rrf":
             fused = reciprocal_rank_fusion({"keyword": kw, "vector": vec}, k)
         elif fusion == "weighted":
@@ -98,13 +110,15 @@ class Searcher:
             raise SearchError(f"unknown fusion {fusion!r}: use 'rrf', 'weighted' or 'server'")
         return self._hits(p, fused, fields, include_document)
 
-    def search(self, mode: Mode, query: str, **kwargs: Any) -> list[SearchHit]:
+    def search(self, mode: Mode, query: QueryInput, **kwargs: Any) -> list[SearchHit]:
         if mode == "vector":
             return self.vector(query, **kwargs)
+        if mode in ("keyword", "hybrid") and not isinstance(query, str):
+            raise SearchError(f"{mode} search takes text (hybrid: text plus image=...)")
         if mode == "keyword":
-            return self.keyword(query, **kwargs)
+            return self.keyword(str(query), **kwargs)
         if mode == "hybrid":
-            return self.hybrid(query, **kwargs)
+            return self.hybrid(str(query), **kwargs)
         raise SearchError(f"unknown search mode {mode!r}: use vector, keyword or hybrid")
 
     def _hits(
