@@ -32,4 +32,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check connector encoders index_defs tests bench tools
 
 clean:
-	rm -rf $(VENV) cbembed-demo.db* cbembed-demo.toml
+	rm -rf $(VENV) cbembed-demo.db* cbembed-demo.toml cbembed-demo-images

@@ -27,8 +27,17 @@ def test_demo_summary(demo) -> None:
     cwd, out = demo
     assert out["loaded"] == 305
     assert out["run"]["embedded"] == 300 and out["run"]["failed"] == 5
-    (status,) = out["pipelines"]
-    assert status["dead_letters"] == 5 and status["lag"] == 0
+    status = {p["name"]: p for p in out["pipelines"]}
+    assert status["travel"]["dead_letters"] == 5 and status["travel"]["lag"] == 0
+    # The image collection: 60 generated pictures, found by text through the tiny CLIP.
+    assert status["photos"]["embedded"] == 60 and status["photos"]["dead_letters"] == 0
+    assert out["photos"]["run"]["embedded"] == 60
+
+    def colour_shape(text: str) -> list[str]:  # "a large red square on a ..." -> [red, square]
+        return text.split(" on ")[0].split()[-2:]
+
+    for q in out["photos"]["queries"]:  # "a red square": the top picture is a red square
+        assert colour_shape(q["query"]) == colour_shape(q["hits"][0]["fields"]["caption"])
     first = {q["query"]: q["hits"][0] for q in out["queries"]}
     assert "Kyoto" in json.dumps(first["Kyoto ryokan"])
     assert all(q["hits"] and "ranks" in q["hits"][0] for q in out["queries"])
@@ -40,6 +49,7 @@ def test_demo_again_skips_everything(demo) -> None:
     again = json.loads(cbembed("demo", "--json", cwd=cwd).stdout)
     assert again["run"]["embedded"] == 300  # counters persist: nothing new was embedded
     assert again["run"]["skipped_unchanged"] == 300
+    assert again["photos"]["run"]["skipped_unchanged"] == 60  # pictures were not rewritten
 
 
 def test_search_status_deadletter_json(demo) -> None:

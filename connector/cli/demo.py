@@ -1,5 +1,6 @@
-"""`cbembed demo`: load the bundled travel corpus, embed it, show hybrid search, on the embedded
-store. Runs again in seconds: unchanged documents are skipped by their source hash."""
+"""`cbembed demo`: load the bundled travel corpus and a gallery of generated pictures, embed
+them (MiniLM for text, a tiny CLIP for pictures), show hybrid and text-to-image search, on the
+embedded store. Runs again in seconds: unchanged documents are skipped by their source hash."""
 
 from __future__ import annotations
 
@@ -10,10 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from connector.backends import open_embedded
 from connector.cli.load import load_file
 from connector.cli.run import run_connector
-from connector.config import load_settings
-from connector.demo.config import DEMO_KEYSPACE, DEMO_QUERIES, data_file, demo_toml
+from connector.config import Settings, load_settings
+from connector.demo.config import (
+    DEMO_KEYSPACE,
+    DEMO_QUERIES,
+    PHOTO_QUERIES,
+    PHOTOS_KEYSPACE,
+    data_file,
+    demo_toml,
+)
+from connector.demo.gallery import images_dir, write_gallery
 from connector.search import Searcher
 from connector.status import pipeline_status
 
@@ -43,15 +53,22 @@ def handle(args: argparse.Namespace) -> int:
     loaded, problems = load_file(settings, data_file("travel.jsonl"), DEMO_KEYSPACE, "id",
                                  progress=progress)
     say(f"   {loaded} documents")
-    say("2. embedding every change with all-MiniLM-L6-v2 (the connector, until idle)")
+    pictures = images_dir(db)
+    photos_loaded = _load_gallery(settings, pictures)
+    say(f"   and {photos_loaded} generated pictures ({pictures.name}/) into {PHOTOS_KEYSPACE}")
+    say("2. embedding every change: text with all-MiniLM-L6-v2, pictures with a tiny CLIP "
+        "(the connector, until idle)")
     summary = asyncio.run(run_connector(settings, until_idle=True, progress=progress))
     run_stats = summary.pipelines["travel"]
-    say(f"   this run: embedded {run_stats['embedded']}, "
-        f"skipped as unchanged {run_stats['skipped_unchanged']}, failed {run_stats['failed']}"
-        f" ({summary.seconds:.1f} s)")
+    photos_stats = summary.pipelines["photos"]
+    for name, st in (("travel", run_stats), ("photos", photos_stats)):
+        say(f"   {name}: embedded {st['embedded']}, skipped as unchanged "
+            f"{st['skipped_unchanged']}, failed {st['failed']}")
+    say(f"   ({summary.seconds:.1f} s)")
 
     searcher = Searcher.from_settings(settings)
     results = []
+    photo_results: list[dict[str, Any]] = []
     try:
         say("3. hybrid search (keyword BM25 + vector, reciprocal-rank fusion)")
         for q in DEMO_QUERIES:
@@ -62,6 +79,14 @@ def handle(args: argparse.Namespace) -> int:
                 ranks = ", ".join(f"{leg} #{r}" for leg, r in h.ranks.items())
                 say(f"     {n}. {h.fields['name']} ({h.fields['city']}, {h.fields['type']})"
                     f"  [{ranks}]")
+        say("\n4. text-to-image search (the tiny CLIP: captions are not used, only pixels)")
+        for q in PHOTO_QUERIES:
+            hits = searcher.vector(q, pipeline="photos", k=args.k, fields=["caption", "photo"])
+            photo_results.append({"query": q, "hits": [h.as_dict() for h in hits]})
+            say(f'\n   "{q}"')
+            for n, h in enumerate(hits, start=1):
+                say(f"     {n}. {h.fields['photo']}: {h.fields['caption']}  "
+                    f"(cosine {h.score:.2f})")
     finally:
         searcher.close()
 
@@ -71,10 +96,26 @@ def handle(args: argparse.Namespace) -> int:
             "db": str(db), "config": str(config_path), "loaded": loaded,
             "load_problems": problems, "run": run_stats, "seconds": round(summary.seconds, 2),
             "pipelines": status, "queries": results,
+            "photos": {"loaded": photos_loaded, "images": str(pictures), "run": photos_stats,
+                       "queries": photo_results},
         }))
         return 0
-    s = status[0]
-    print(f"\n4. status: {s['embedded']} embedded in total, {s['dead_letters']} dead letters "
-          f"(cbembed deadletter --config {config_path})")
+    print("\n5. status:")
+    for s in status:
+        print(f"   {s['name']}: {s['embedded']} embedded in total, {s['dead_letters']} dead "
+              "letters")
+    print(f"   (cbembed deadletter --config {config_path})")
     print(f"   next: cbembed search --config {config_path} \"a romantic dinner with a view\"")
+    print(f"         cbembed search --config {config_path} --pipeline photos "
+          f"--image {pictures / 'shape-000.png'}")
     return 0
+
+
+def _load_gallery(settings: Settings, folder: Path) -> int:
+    """Write the demo pictures (those missing) and one document per picture."""
+    docs = write_gallery(folder)
+    db = open_embedded(settings)
+    try:
+        return db.upsert_many(PHOTOS_KEYSPACE, docs)
+    finally:
+        db.close()
