@@ -107,14 +107,28 @@ def test_no_root_means_no_paths(root: Path) -> None:
     assert kind_of(reference, "a.png", SourceConfig(), "photo") == "outside_root"
 
 
-def test_symlink_swapped_after_extract_is_caught_when_read(root: Path, tmp_path: Path) -> None:
+def test_what_is_read_is_what_was_checked(root: Path, tmp_path: Path) -> None:
     cfg = SourceConfig(kind="path", root=root)
+    # A link retargeted outside after the check: the checked file is read, never the secret.
     link = root / "swap.png"
     link.symlink_to(root / "a.png")
     ref = reference("swap.png", cfg, "photo")
     link.unlink()
     link.symlink_to(tmp_path / "secret.png")
+    assert read_bytes(ref, cfg, IMAGE_TYPES) == (root / "a.png").read_bytes()
+    # A folder on the way swapped for a link out of the root: resolved again and refused.
+    ref = reference("sub/b.png", cfg, "photo")
+    (root / "sub").rename(root / "sub-old")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "b.png").write_bytes(png((5, 5, 5)))
+    (root / "sub").symlink_to(outside, target_is_directory=True)
     assert kind_of(read_bytes, ref, cfg, IMAGE_TYPES) == "outside_root"
+    # A file replaced inside the root (a new inode, as editors save): the new file is read.
+    ref = reference("a.png", cfg, "photo")
+    (root / "a.new").write_bytes(png((7, 7, 7)))
+    (root / "a.new").replace(root / "a.png")
+    assert read_bytes(ref, cfg, IMAGE_TYPES) == png((7, 7, 7))
 
 
 def test_path_identity_follows_size_and_mtime(root: Path) -> None:

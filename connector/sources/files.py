@@ -3,15 +3,19 @@
 The value is resolved like the operating system would open it (symlinks followed, `..`
 collapsed) and must then lie under the resolved root; anything else is refused without being
 opened, and without saying whether it exists. Called by the Extractor (resolve + stat, for the
-source hash) and again on the encode thread right before reading (a symlink swapped in between
-is caught there).
+source hash); the encode thread then opens the resolved path without following a final
+symlink and checks it is the same file (device, inode) that was checked; if not (the file was
+replaced, or a folder on the way swapped for a link), the value is resolved and checked again.
+The root's own real path is looked up once per process.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from connector.errors import SourceError
@@ -34,7 +38,7 @@ def resolve_under_root(value: str, root: Path | None) -> Path:
         raw = unquote(u.path)
     if not raw or "\x00" in raw:
         raise SourceError(f"{_short(value)!r} is not a usable file path", kind="unsupported")
-    real_root = Path(os.path.realpath(root))
+    real_root = _real_root(str(root))
     candidate = Path(raw)  # no ~ expansion: "~/x" is a folder named "~" under the root
     if not candidate.is_absolute():
         candidate = real_root / candidate
@@ -45,6 +49,11 @@ def resolve_under_root(value: str, root: Path | None) -> Path:
             kind="outside_root",
         )
     return real
+
+
+@functools.lru_cache(maxsize=256)
+def _real_root(root: str) -> Path:
+    return Path(os.path.realpath(root))
 
 
 def stat_file(path: Path, value: str) -> os.stat_result:
@@ -61,18 +70,24 @@ def stat_file(path: Path, value: str) -> os.stat_result:
     return st
 
 
-def read_file(path: Path, value: str, max_bytes: int) -> bytes:
-    """Read a resolved path, at most `max_bytes` (more is `too_large`). Encode thread."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+def read_file(
+    path: Path, value: str, max_bytes: int, *, root: Path | None,
+    checked: tuple[int, int] | None,
+) -> bytes:
+    """Read the file `value` resolved to (`path`, whose (device, inode) was `checked` under
+    `root`), at most `max_bytes` (more is `too_large`). Encode thread."""
+    f: BinaryIO | None = None
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise SourceError(f"file {_short(value)!r} does not exist", kind="not_found") from None
-    except OSError as e:
-        raise SourceError(f"file {_short(value)!r} cannot be read: {e.strerror}",
-                          kind="unreadable") from None
-    with os.fdopen(fd, "rb") as f:
+        f = _open(path, value)
         st = os.fstat(f.fileno())
+    except SourceError:
+        pass
+    if f is None or checked is None or (st.st_dev, st.st_ino) != checked:
+        if f is not None:
+            f.close()  # not the file that was checked: resolve and check again
+        f = _open(resolve_under_root(value, root), value)
+        st = os.fstat(f.fileno())
+    with f:
         if not stat.S_ISREG(st.st_mode):
             raise SourceError(f"{_short(value)!r} is not a regular file", kind="not_a_file")
         if st.st_size > max_bytes:
@@ -85,6 +100,17 @@ def read_file(path: Path, value: str, max_bytes: int) -> bytes:
         raise SourceError(f"file {_short(value)!r} is over the limit of {max_bytes} bytes",
                           kind="too_large")
     return data
+
+
+def _open(path: Path, value: str) -> BinaryIO:
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        return os.fdopen(os.open(path, flags), "rb")
+    except FileNotFoundError:
+        raise SourceError(f"file {_short(value)!r} does not exist", kind="not_found") from None
+    except OSError as e:  # ELOOP: the last component became a symlink
+        raise SourceError(f"file {_short(value)!r} cannot be read: {e.strerror}",
+                          kind="unreadable") from None
 
 
 def _short(value: str, limit: int = 200) -> str:

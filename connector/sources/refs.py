@@ -39,6 +39,7 @@ class SourceRef:
     where: str  # for messages: the path or URL as written, or "base64 field 'x'"
     identity: bytes  # hashed into the source hash
     path: Path | None = None  # path: the resolved file
+    checked: tuple[int, int] | None = None  # path: (device, inode) of the file checked
     data: bytes | None = None  # inline: the bytes
     media_type: str | None = None  # inline: a data: URI's declared type
 
@@ -75,7 +76,7 @@ def reference(value: str, cfg: SourceConfig, field: str) -> SourceRef:
         real = files.resolve_under_root(value, cfg.root)
         st = files.stat_file(real, value)
         ident = f"path:{real}:{st.st_size}:{st.st_mtime_ns}".encode()
-        return SourceRef("path", value, ident, path=real)
+        return SourceRef("path", value, ident, path=real, checked=(st.st_dev, st.st_ino))
     if kind == "base64":
         data, media_type = b64.decode(value, field=field, max_bytes=cfg.max_bytes)
         return inline(data, f"base64 field {field!r}", media_type)
@@ -90,8 +91,9 @@ def inline(data: bytes, where: str, media_type: str | None = None) -> SourceRef:
 def read_bytes(ref: SourceRef, cfg: SourceConfig, allowed: Sequence[str]) -> bytes:
     """The bytes a reference names (encode thread); SourceError if they cannot be had."""
     if ref.kind == "path":
-        real = files.resolve_under_root(ref.where, cfg.root)  # again: the link may have moved
-        return files.read_file(real, ref.where, cfg.max_bytes)
+        assert ref.path is not None
+        return files.read_file(ref.path, ref.where, cfg.max_bytes, root=cfg.root,
+                               checked=ref.checked)
     if ref.kind == "url":
         return http.fetch(ref.where, timeout_s=cfg.timeout_s, max_bytes=cfg.max_bytes,
                           retries=cfg.retries, allowed=allowed)
