@@ -313,6 +313,12 @@ class Settings(BaseSettings):
             if p.name in seen:
                 raise ValueError(f"pipeline name {p.name!r} is used twice")
             seen.add(p.name)
+            if p.source is not None and p.source.kind == "document" and not self.is_embedded:
+                raise ValueError(
+                    f"pipeline {p.name!r}: on Couchbase a binary document cannot hold its "
+                    "vector (sub-document writes need JSON); keep the image in a JSON "
+                    "document's field (base64, path or URL), or use the embedded store"
+                )
         targets = [(p.keyspace, p.vector_field) for p in self.pipelines]
         for t in set(targets):
             if targets.count(t) > 1:

@@ -359,6 +359,9 @@ def test_source_config_rules(over: dict[str, Any], message: str) -> None:
 def test_binary_document_pipeline_and_relative_root(tmp_path: Path) -> None:
     p = PipelineConfig(**_pipeline(source_field=None, source={"kind": "document"}))
     assert p.source is not None and p.source.kind == "document"
+    with pytest.raises(ConfigError, match="binary document cannot hold its vector"):
+        load_settings(storage="couchbase://localhost",
+                      pipelines=[_pipeline(source_field=None, source={"kind": "document"})])
     f = tmp_path / "cbembed.toml"
     f.write_text('[[pipelines]]\nname = "photos"\nkeyspace = "a.b.c"\nsource_field = "photo"\n'
                  'source = { kind = "path", root = "pictures" }\n'
