@@ -10,13 +10,16 @@ thread and raise `SourceError` for an input that cannot be used (it becomes a de
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from connector.config import PipelineConfig, SourceConfig
-from connector.errors import ConfigError
+from connector.errors import ConfigError, SourceError
 from connector.pipeline import InputLoader
 from connector.sources import SourceRef, default_content_types, read_bytes
 from encoders.base import Encoder
+
+log = logging.getLogger("cbembed.inputs")
 
 
 def input_loader(pipeline: PipelineConfig, encoder: Encoder) -> InputLoader | None:
@@ -57,8 +60,13 @@ class ImageLoader:
     def __call__(self, ref: SourceRef) -> Any:
         from connector.sources.images import decode_image
 
-        data = read_bytes(ref, self.cfg, self.allowed)
-        return decode_image(data, where=ref.where, max_pixels=self.cfg.max_pixels)
+        try:
+            data = read_bytes(ref, self.cfg, self.allowed)
+            return decode_image(data, where=ref.where, max_pixels=self.cfg.max_pixels)
+        except SourceError:
+            raise
+        except Exception as e:  # never let one input stop the encode stage
+            raise _unexpected(ref, e) from e
 
 
 class AudioLoader:
@@ -70,5 +78,16 @@ class AudioLoader:
     def __call__(self, ref: SourceRef) -> Any:
         from connector.sources.audio import decode_audio
 
-        data = read_bytes(ref, self.cfg, self.allowed)
-        return decode_audio(data, where=ref.where, target_rate=self.rate)
+        try:
+            data = read_bytes(ref, self.cfg, self.allowed)
+            return decode_audio(data, where=ref.where, target_rate=self.rate)
+        except SourceError:
+            raise
+        except Exception as e:  # never let one input stop the encode stage
+            raise _unexpected(ref, e) from e
+
+
+def _unexpected(ref: SourceRef, e: Exception) -> SourceError:
+    log.warning("loading %s failed unexpectedly", ref.where, exc_info=True)
+    return SourceError(f"{ref.where}: cannot be loaded ({type(e).__name__}: {e})",
+                       kind="load_failed")

@@ -368,3 +368,25 @@ def test_binary_document_pipeline_and_relative_root(tmp_path: Path) -> None:
                  'encoder = { kind = "open-clip", model = "cbembed/tiny-clip" }\n')
     s = load_settings(f)
     assert s.pipelines[0].source.root == (tmp_path / "pictures").resolve()
+
+
+def test_a_cut_off_wav_still_decodes() -> None:
+    data = wav(np.zeros(1000), 16000)
+    got = decode_audio(data[:-1], where="cut.wav", target_rate=16000)  # half a sample lost
+    assert got.shape == (999,)
+
+
+def test_an_unexpected_loader_failure_is_a_dead_letter_not_a_crash(
+    root: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from connector.inputs import ImageLoader
+    from connector.sources import images
+
+    def boom(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("a bug somewhere below")
+
+    cfg = SourceConfig(kind="path", root=root)
+    monkeypatch.setattr(images, "decode_image", boom)
+    with pytest.raises(SourceError) as e:
+        ImageLoader(cfg, IMAGE_TYPES)(reference("a.png", cfg, "photo"))
+    assert e.value.kind == "load_failed" and "a bug somewhere below" in str(e.value)

@@ -10,7 +10,8 @@
 Every failure is a `SourceError` (a `DocumentError`: the document becomes a dead letter, the
 stream goes on) whose `kind` is one of: outside_root, not_found, not_a_file, unreadable,
 too_large, too_many_pixels, bad_content_type, bad_base64, http_status, unreachable,
-undecodable, unsupported; its message says what, where and why.
+undecodable, unsupported, or load_failed (anything unexpected below, logged with its
+traceback); its message says what, where and why.
 """
 
 from connector.sources.refs import SourceRef, default_content_types, read_bytes, reference

@@ -67,6 +67,7 @@ def _read_wav(data: bytes, where: str) -> tuple[np.ndarray, int]:
             "pip install 'cbembed[audio]')"
         raise SourceError(f"{where}: audio cannot be decoded ({e}){hint}",
                           kind="undecodable") from None
+    frames = frames[: len(frames) - len(frames) % (width * channels)]  # a cut-off last frame
     if width == 1:
         x = (np.frombuffer(frames, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif width == 2:
@@ -81,5 +82,5 @@ def _read_wav(data: bytes, where: str) -> tuple[np.ndarray, int]:
     else:  # pragma: no cover - wave rejects other widths
         raise SourceError(f"{where}: {width * 8}-bit WAV is not supported", kind="undecodable")
     if channels > 1:
-        x = x[: x.size - x.size % channels].reshape(-1, channels)
+        x = x.reshape(-1, channels)
     return x, rate

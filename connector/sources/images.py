@@ -36,7 +36,7 @@ def decode_image(data: bytes, *, where: str, max_pixels: int = 50_000_000) -> An
     except UnidentifiedImageError:
         raise SourceError(f"{where}: not an image format Pillow can read "
                           f"({_magic(data)})", kind="undecodable") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except Exception as e:  # Pillow's plugins raise many types on malformed files
         raise SourceError(f"{where}: image cannot be decoded ({type(e).__name__}: {e})",
                           kind="undecodable") from None
     return to_rgb(im)
