@@ -399,3 +399,22 @@ def test_open_clip_model_names(tmp_path: Path) -> None:
     v = enc.encode([im, np.asarray(im)], normalize=True).vectors
     assert v.shape == (2, 64) and np.allclose(v[0], v[1], atol=1e-6)
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+
+
+def test_demo_config_with_and_without_the_images_extra(tmp_path: Path) -> None:
+    from connector.demo.config import demo_toml
+    from connector.demo.gallery import images_dir, write_gallery
+
+    db = tmp_path / "cbembed-demo.db"
+    for photos, names in ((True, ["travel", "photos"]), (False, ["travel"])):
+        f = tmp_path / f"demo-{photos}.toml"
+        f.write_text(demo_toml(db, photos=photos))
+        s = load_settings(f)
+        assert [p.name for p in s.pipelines] == names
+    assert s.pipelines[0].source is None
+    photos_cfg = load_settings(tmp_path / "demo-True.toml").pipelines[1]
+    assert photos_cfg.source is not None and photos_cfg.source.root == images_dir(db)
+    docs = write_gallery(images_dir(db), n=3)
+    mtimes = [(images_dir(db) / d["photo"]).stat().st_mtime_ns for _, d in docs]
+    assert write_gallery(images_dir(db), n=3) == docs  # deterministic, files left alone
+    assert [(images_dir(db) / d["photo"]).stat().st_mtime_ns for _, d in docs] == mtimes

@@ -44,7 +44,8 @@ def handle(args: argparse.Namespace) -> int:
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
     config_path = db.with_suffix(".toml")
-    config_path.write_text(demo_toml(db), encoding="utf-8")
+    photos = _images_installed()
+    config_path.write_text(demo_toml(db, photos=photos), encoding="utf-8")
     settings = load_settings(config_path)
     progress = not args.json and sys.stderr.isatty()
     say = (lambda *a: None) if args.json else print
@@ -54,14 +55,18 @@ def handle(args: argparse.Namespace) -> int:
                                  progress=progress)
     say(f"   {loaded} documents")
     pictures = images_dir(db)
-    photos_loaded = _load_gallery(settings, pictures)
-    say(f"   and {photos_loaded} generated pictures ({pictures.name}/) into {PHOTOS_KEYSPACE}")
+    photos_loaded = _load_gallery(settings, pictures) if photos else 0
+    if photos:
+        say(f"   and {photos_loaded} generated pictures ({pictures.name}/) into "
+            f"{PHOTOS_KEYSPACE}")
+    else:
+        say("   (no pictures: the image pipeline needs pip install 'cbembed[images]')")
     say("2. embedding every change: text with all-MiniLM-L6-v2, pictures with a tiny CLIP "
         "(the connector, until idle)")
     summary = asyncio.run(run_connector(settings, until_idle=True, progress=progress))
     run_stats = summary.pipelines["travel"]
-    photos_stats = summary.pipelines["photos"]
-    for name, st in (("travel", run_stats), ("photos", photos_stats)):
+    photos_stats = summary.pipelines.get("photos", {})
+    for name, st in summary.pipelines.items():
         say(f"   {name}: embedded {st['embedded']}, skipped as unchanged "
             f"{st['skipped_unchanged']}, failed {st['failed']}")
     say(f"   ({summary.seconds:.1f} s)")
@@ -79,8 +84,9 @@ def handle(args: argparse.Namespace) -> int:
                 ranks = ", ".join(f"{leg} #{r}" for leg, r in h.ranks.items())
                 say(f"     {n}. {h.fields['name']} ({h.fields['city']}, {h.fields['type']})"
                     f"  [{ranks}]")
-        say("\n4. text-to-image search (the tiny CLIP: captions are not used, only pixels)")
-        for q in PHOTO_QUERIES:
+        if photos:
+            say("\n4. text-to-image search (the tiny CLIP: captions are not used, only pixels)")
+        for q in PHOTO_QUERIES if photos else ():
             hits = searcher.vector(q, pipeline="photos", k=args.k, fields=["caption", "photo"])
             photo_results.append({"query": q, "hits": [h.as_dict() for h in hits]})
             say(f'\n   "{q}"')
@@ -97,7 +103,7 @@ def handle(args: argparse.Namespace) -> int:
             "load_problems": problems, "run": run_stats, "seconds": round(summary.seconds, 2),
             "pipelines": status, "queries": results,
             "photos": {"loaded": photos_loaded, "images": str(pictures), "run": photos_stats,
-                       "queries": photo_results},
+                       "queries": photo_results} if photos else None,
         }))
         return 0
     print("\n5. status:")
@@ -106,9 +112,17 @@ def handle(args: argparse.Namespace) -> int:
               "letters")
     print(f"   (cbembed deadletter --config {config_path})")
     print(f"   next: cbembed search --config {config_path} \"a romantic dinner with a view\"")
-    print(f"         cbembed search --config {config_path} --pipeline photos "
-          f"--image {pictures / 'shape-000.png'}")
+    if photos:
+        print(f"         cbembed search --config {config_path} --pipeline photos "
+              f"--image {pictures / 'shape-000.png'}")
     return 0
+
+
+def _images_installed() -> bool:
+    """The images extra (open_clip, Pillow) is importable: the demo then adds its pictures."""
+    from importlib.util import find_spec
+
+    return all(find_spec(m) is not None for m in ("open_clip", "PIL", "torchvision"))
 
 
 def _load_gallery(settings: Settings, folder: Path) -> int:

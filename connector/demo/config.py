@@ -25,9 +25,10 @@ def data_file(name: str) -> Path:
     return Path(str(files("connector.demo").joinpath("data", name)))
 
 
-def demo_toml(db_path: Path) -> str:
+def demo_toml(db_path: Path, *, photos: bool = True) -> str:
+    """The demo's TOML; `photos=False` leaves the image pipeline out (no images extra)."""
     config = db_path.with_suffix(".toml")
-    return f"""# Written by `cbembed demo`. Try: cbembed search --config {config} "beach"
+    text = f"""# Written by `cbembed demo`. Try: cbembed search --config {config} "beach"
 storage = "embedded://{db_path}"
 
 [[pipelines]]
@@ -37,7 +38,10 @@ template = "{{name}}. {{description}}"
 vector_field = "embedding"
 similarity = "cosine"
 encoder = {{ kind = "sentence-transformers", model = "sentence-transformers/all-MiniLM-L6-v2" }}
-
+"""
+    if not photos:
+        return text
+    return text + f"""
 # Pictures: the file named in `photo`, read under `root` only, embedded by a tiny CLIP made for
 # tests and this demo (it knows coloured shapes, nothing else). A real model: model = "ViT-B-32"
 # with options = {{ pretrained = "laion2b_s34b_b79k" }}; see docs/images-and-audio.md.

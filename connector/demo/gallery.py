@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from connector.demo import shapes
-
 GALLERY_SEED = 3  # the tiny CLIP was trained on seed 0 only: these pictures are new to it
 GALLERY_SIZE = 60  # two pictures of each of the 30 colour/shape classes
 
@@ -23,6 +21,8 @@ def images_dir(db_path: Path) -> Path:
 
 def write_gallery(folder: Path, n: int = GALLERY_SIZE) -> list[tuple[str, dict[str, Any]]]:
     """Write the pictures that are missing; return (key, document) per picture."""
+    from connector.demo import shapes  # Pillow: the images extra
+
     folder.mkdir(parents=True, exist_ok=True)
     docs = []
     for i, (image, caption, attrs) in enumerate(shapes.iter_dataset(n, GALLERY_SEED)):
