@@ -263,7 +263,8 @@ def test_text_finds_the_right_picture_first(gallery: tuple[Settings, Path]) -> N
             right += (hits[0].fields["colour"], hits[0].fields["shape"]) == (colour, shape)
     finally:
         searcher.close()
-    # Held-out captions x held-out pictures; measured 30/30 (tiny CLIP README: R@1 1.000).
+    # Held-out captions x 60 held-out pictures (2 per class): measured 29/30 here (the tiny
+    # CLIP README: R@1 1.000 over 300 pictures, 10 per class).
     assert right >= 28, f"text->image top-1 right for {right}/30 captions"
 
 
@@ -280,7 +281,7 @@ def test_an_image_finds_pictures_like_it(gallery: tuple[Settings, Path]) -> None
         for im, _, attrs in queries:
             top = searcher.vector(im, k=1, fields=["colour", "shape"])[0]
             right += (top.fields["colour"], top.fields["shape"]) == attrs.primary.label
-        assert right >= 24, f"image->image top-1 right for {right}/30"
+        assert right >= 24, f"image->image top-1 right for {right}/30"  # measured 27/30
         # Hybrid: caption keywords + the image vector, fused. img007 is "a large green
         # triangle on a black background": vector #1, and a keyword hit for "black".
         hits = searcher.hybrid("black", image=root / "007.png", k=5, fields=["caption"])
