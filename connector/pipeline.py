@@ -40,6 +40,7 @@ from connector.storage import (
     VectorWrite,
     WriteOutcome,
 )
+from connector.template import lookup
 from encoders.base import Encoder
 
 log = logging.getLogger("cbembed.pipeline")
@@ -101,6 +102,8 @@ class PipelineWorker:
         self._start: dict[int, PartitionOffset] = {}
         self._saved: dict[int, PartitionOffset] = {}
         self._dead_keys: set[str] = set()
+        self._failed_hashes: dict[str, str] = {}  # key -> source hash that failed to encode
+        self._vector_path = tuple(config.vector_field.split("."))
         self._tasks: list[asyncio.Task[None]] = []
         self.finished_count = 0  # changes finished since start (progress bars)
         self.stopped: str | None = None  # why the pipeline stopped (its collection dropped)
@@ -181,11 +184,27 @@ class PipelineWorker:
             self._finish(ev)
             return
         stored = ev.meta.get(self.name)
-        if stored is not None and stored.source_hash == extracted.source_hash:
+        if (stored is not None and stored.source_hash == extracted.source_hash
+                and self._vector_in_place(doc)):
             self.stats.skipped_unchanged += 1
             self._finish(ev)
             return
+        if self._failed_hashes.get(ev.key) == extracted.source_hash:
+            # Failed to load or encode before with this very input (an unreachable URL, say):
+            # its dead letter stands; try again only when the input changes.
+            extra = self.stats.extra
+            extra["skipped_known_bad"] = extra.get("skipped_known_bad", 0) + 1
+            self._finish(ev)
+            return
         await self._batch_queue.put(WorkItem(ev, extracted))
+
+    def _vector_in_place(self, doc: Any) -> bool:
+        """Where vectors live in the documents, the hash alone is not enough: an application
+        may have rewritten the document without the vector field."""
+        if not self.backend.vectors_in_documents:
+            return True
+        value = lookup(doc, self._vector_path)
+        return isinstance(value, list) and len(value) == self.target.dims
 
     def rolled_back(self, partition: int, offset: PartitionOffset) -> None:
         if partition in self._progress:
@@ -279,7 +298,10 @@ class PipelineWorker:
                 self._finish(it.event)
             return
         for i, err in batch.errors.items():
-            await self._dead_letter(batch.items[i].event, err)
+            item = batch.items[i]
+            await self._dead_letter(item.event, err)
+            if item.extracted is not None:
+                self._failed_hashes[item.event.key] = item.extracted.source_hash
         cleared: list[str] = []
         for (it, _), outcome in zip(writes, outcomes, strict=True):
             if outcome is WriteOutcome.WRITTEN:
@@ -294,6 +316,8 @@ class PipelineWorker:
         # A deleted document, or one that left the filter, has nothing left to fix.
         cleared += [r.key for r in removals if r.key in self._dead_keys]
         self.stats.truncated += batch.truncated
+        for key in cleared:
+            self._failed_hashes.pop(key, None)
         if cleared:
             await self.backend.clear_dead_letters(self.name, str(self.keyspace), cleared)
             self._dead_keys.difference_update(cleared)

@@ -167,6 +167,10 @@ class ChangeSource(abc.ABC):
 class Backend(abc.ABC):
     """Storage for one connector: its feed, vector write-back and bookkeeping."""
 
+    #: True where vectors live inside the documents (Couchbase): an application can then drop a
+    #: vector by rewriting the document, and the loop guard must check it is still there.
+    vectors_in_documents = False
+
     @property
     @abc.abstractmethod
     def num_partitions(self) -> int: ...

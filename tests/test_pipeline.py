@@ -230,3 +230,36 @@ def test_temporary_write_failures_are_retried_not_dead_lettered(settings, db) ->
     s = run_until_idle(settings, backend=backend).pipelines["products"]
     assert s["embedded"] == 5 and s["write_retries"] == 2 and s["failed"] == 0
     assert len(stored(db)) == 5
+
+
+def test_an_input_that_failed_is_not_retried_until_it_changes(tmp_path, minilm) -> None:
+    import asyncio
+
+    from connector.service import Connector
+
+    cfg = EncoderConfig(kind="racing", model="sentence-transformers/all-MiniLM-L6-v2",
+                        options={"test": "picky-2"})
+    settings = make_settings(tmp_path / "kb.db", encoder=cfg.model_dump())
+    register_instance(cfg, PickyEncoder(minilm, lambda: None))
+    db = EmbeddedDatabase(settings.embedded_path, partitions=16)
+    db.upsert(KEYSPACE, "bad", {"title": "POISON", "body": "x", "stock": 1})
+
+    async def go() -> dict[str, int]:
+        c = Connector(settings)
+        task = asyncio.create_task(c.run())
+        while not (c.workers and c.workers[0].stats.failed):
+            await asyncio.sleep(0.02)
+        db.upsert(KEYSPACE, "bad", {"title": "POISON", "body": "x", "stock": 2})  # same input
+        while c.workers[0].stats.extra.get("skipped_known_bad", 0) == 0:
+            await asyncio.sleep(0.02)
+        db.upsert(KEYSPACE, "bad", {"title": "fixed", "body": "x", "stock": 2})  # new input
+        while not c.workers[0].stats.embedded:
+            await asyncio.sleep(0.02)
+        c.stop()
+        summary = await task
+        await c.close()
+        return summary.pipelines["products"]
+
+    s = asyncio.run(asyncio.wait_for(go(), 120))
+    assert (s["failed"], s["skipped_known_bad"], s["embedded"]) == (1, 1, 1)
+    assert db_dead_letters(settings) == []

@@ -51,6 +51,8 @@ def dcp_settings(settings: Settings, bucket: str) -> DcpSettings:
 
 
 class CouchbaseBackend(Backend):
+    vectors_in_documents = True
+
     def __init__(self, settings: Settings, cluster: Any, metadata: MetadataStore,
                  num_partitions: int) -> None:
         self.settings = settings
