@@ -41,8 +41,11 @@ log = logging.getLogger("cbembed.service")
 
 @dataclass
 class RunSummary:
+    #: per pipeline, the counters in total (they persist across runs, per group member)
     pipelines: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: per pipeline, what this run alone did
+    this_run: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class Connector:
@@ -160,6 +163,7 @@ class Connector:
         loop = asyncio.get_running_loop()
         started = loop.time()
         offsets = await self._prepare()
+        before = {w.name: w.stats.as_dict() for w in self.workers}
         c = self.settings.connector
         scheduler = AsyncIOScheduler(event_loop=loop)
         scheduler.add_job(self.flush, "interval", seconds=c.checkpoint_interval_s,
@@ -192,9 +196,12 @@ class Connector:
                 await self.source.close()
             if on_progress is not None:
                 on_progress(self)
-        return RunSummary(
-            {w.name: w.stats.as_dict() for w in self.workers}, loop.time() - started
-        )
+        totals = {w.name: w.stats.as_dict() for w in self.workers}
+        this_run = {
+            name: {k: v - before[name].get(k, 0) for k, v in counters.items()}
+            for name, counters in totals.items()
+        }
+        return RunSummary(totals, loop.time() - started, this_run)
 
     def _add_index_build_job(self, scheduler: AsyncIOScheduler) -> None:
         """Couchbase only: build deferred GSI vector indexes once their collection holds enough

@@ -47,8 +47,10 @@ def test_demo_summary(demo) -> None:
 def test_demo_again_skips_everything(demo) -> None:
     cwd, _ = demo
     again = json.loads(cbembed("demo", "--json", cwd=cwd).stdout)
-    assert again["run"]["embedded"] == 300  # counters persist: nothing new was embedded
+    assert again["run"]["embedded"] == 0  # the corpus was loaded again, unchanged
     assert again["run"]["skipped_unchanged"] == 300
+    travel = next(p for p in again["pipelines"] if p["name"] == "travel")
+    assert travel["embedded"] == 300  # the totals persist
     assert again["photos"]["run"]["skipped_unchanged"] == 60  # pictures were not rewritten
 
 

@@ -64,10 +64,10 @@ def handle(args: argparse.Namespace) -> int:
     say("2. embedding every change: text with all-MiniLM-L6-v2, pictures with a tiny CLIP "
         "(the connector, until idle)")
     summary = asyncio.run(run_connector(settings, until_idle=True, progress=progress))
-    run_stats = summary.pipelines["travel"]
-    photos_stats = summary.pipelines.get("photos", {})
-    for name, st in summary.pipelines.items():
-        say(f"   {name}: embedded {st['embedded']}, skipped as unchanged "
+    run_stats = summary.this_run["travel"]
+    photos_stats = summary.this_run.get("photos", {})
+    for name, st in summary.this_run.items():
+        say(f"   {name}, this run: embedded {st['embedded']}, skipped as unchanged "
             f"{st['skipped_unchanged']}, failed {st['failed']}")
     say(f"   ({summary.seconds:.1f} s)")
 

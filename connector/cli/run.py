@@ -69,6 +69,6 @@ def handle(args: argparse.Namespace) -> int:
     summary = asyncio.run(run_connector(
         settings, until_idle=args.until_idle, progress=not args.quiet and sys.stderr.isatty()
     ))
-    for name, stats in summary.pipelines.items():
-        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    for name, stats in summary.this_run.items():
+        print(f"{name} (this run): " + ", ".join(f"{k}={v}" for k, v in stats.items()))
     return 0
