@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[images,models,dev]'
+	$(PY) -m pip install -q -e '.[images,audio,models,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
