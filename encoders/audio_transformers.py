@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from connector.errors import EncoderError
-from encoders.base import Encoder, EncodeResult, Modality
+from encoders.base import EncodeResult, LoadedModelEncoder, Modality
 from encoders.device import resolve_device
 from encoders.packaged import resolve_packaged
 
@@ -31,7 +31,7 @@ _OPTIONS = {"max_seconds", "precision"}
 _MIN_SECONDS = 0.1  # shorter clips are padded with silence (the conv front-end needs frames)
 
 
-class AudioTransformersEncoder(Encoder):
+class AudioTransformersEncoder(LoadedModelEncoder):
     kind = "audio-transformers"
     modality = "audio"
     query_modalities: ClassVar[tuple[Modality, ...]] = ("audio",)
@@ -83,18 +83,6 @@ class AudioTransformersEncoder(Encoder):
             self._max_samples = int(float(opts.get("max_seconds", 30)) * self._rate)
         silence = np.zeros(self._rate, dtype=np.float32)
         self._dimension = int(self._embed_same_length([silence]).shape[1])
-
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     @property
     def sampling_rate(self) -> int:

@@ -56,6 +56,27 @@ class Encoder(abc.ABC):
         """Free the model (GPU memory)."""
 
 
+class LoadedModelEncoder(Encoder):
+    """Base of the built-in encoders: a model loaded in `__init__`, which sets
+    `_model_name`, `_dimension` and `_device`."""
+
+    _model_name: str
+    _dimension: int
+    _device: str
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def device(self) -> str:
+        return self._device
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0

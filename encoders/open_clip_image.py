@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from connector.errors import EncoderError
-from encoders.base import Encoder, EncodeResult
+from encoders.base import EncodeResult, LoadedModelEncoder
 from encoders.device import resolve_device
 
 TINY_CLIP = "cbembed/tiny-clip"
@@ -59,7 +59,7 @@ def open_clip_name(model: str, pretrained: str | None) -> tuple[str, str | None]
     return model, None if pretrained == "random" else pretrained
 
 
-class OpenClipEncoder(Encoder):
+class OpenClipEncoder(LoadedModelEncoder):
     kind = "open-clip"
     modality = "image"
     query_modalities = ("text", "image")
@@ -98,18 +98,6 @@ class OpenClipEncoder(Encoder):
         self._model = clip.to(dtype=self._dtype).eval()
         self._preprocess = preprocess
         self._dimension = int(self.encode_text([""], normalize=False).shape[1])
-
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     def encode(self, inputs: Sequence[Any], *, normalize: bool) -> EncodeResult:
         """Embed a batch of images (PIL images, or HxWxC uint8 arrays)."""

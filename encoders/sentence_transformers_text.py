@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 
 from connector.errors import EncoderError
-from encoders.base import Encoder, EncodeResult
+from encoders.base import EncodeResult, LoadedModelEncoder
 from encoders.device import resolve_device
 from encoders.packaged import resolve_packaged
 
 
-class SentenceTransformerEncoder(Encoder):
+class SentenceTransformerEncoder(LoadedModelEncoder):
     kind = "sentence-transformers"
     modality = "text"
 
@@ -40,18 +40,6 @@ class SentenceTransformerEncoder(Encoder):
             raise EncoderError(f"model {model!r} does not report its embedding dimension")
         self._dimension = int(dim)
         self._max_tokens = int(self._model.max_seq_length or 512)
-
-    @property
-    def model_name(self) -> str:
-        return self._model_name
-
-    @property
-    def dimension(self) -> int:
-        return self._dimension
-
-    @property
-    def device(self) -> str:
-        return self._device
 
     @property
     def max_tokens(self) -> int:
