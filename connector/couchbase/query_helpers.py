@@ -44,8 +44,7 @@ from connector.couchbase.sqlpp import sqlpp_search_query, sqlpp_vector_query
 from connector.errors import IndexDefinitionError, SearchError
 from connector.filters import FieldFilter, coerce_filter
 from connector.search.fusion import Fused, LegHit, reciprocal_rank_fusion
-from connector.search.results import SearchHit
-from connector.template import is_missing, lookup
+from connector.search.results import SearchHit, to_hits
 from index_defs import naming
 from index_defs.gsi import gsi_similarity, min_docs_to_build, score_from_distance
 from index_defs.search_index import ACCEPTED_SIMILARITY, find_vector_field
@@ -281,18 +280,7 @@ def _fuse(prep: _Prepared, legs: dict[str, list[LegHit]]) -> list[Fused]:
     return reciprocal_rank_fusion(legs, prep.k)
 
 
-def _hits(fused: Sequence[Fused], docs: dict[str, Any], fields: Sequence[str] | None,
-          include_document: bool) -> list[SearchHit]:
-    out = []
-    for f in fused:
-        doc = docs.get(f.id)
-        picked = {}
-        for name in fields or ():
-            value = lookup(doc, tuple(name.split("."))) if doc is not None else None
-            picked[name] = None if is_missing(value) else value
-        out.append(SearchHit(f.id, f.score, picked, dict(f.ranks) if f.scores else {},
-                             dict(f.scores), doc if include_document else None))
-    return out
+
 
 
 def _fetch(scope: Any, p: PipelineConfig, ids: Sequence[str]) -> dict[str, Any]:
@@ -324,7 +312,7 @@ def _search(target: Any, p: PipelineConfig, prep: _Prepared, fields: Sequence[st
         _check_index(scope, p, next(iter(prep.calls.values())).index, prep.dims)
     fused = _fuse(prep, {name: _run(scope, c) for name, c in prep.calls.items()})
     docs = _fetch(scope, p, [f.id for f in fused]) if fields or include_document else {}
-    return _hits(fused, docs, fields, include_document)
+    return to_hits(fused, docs, fields, include_document)
 
 
 async def _asearch(target: Any, p: PipelineConfig, prep: _Prepared,
@@ -337,7 +325,7 @@ async def _asearch(target: Any, p: PipelineConfig, prep: _Prepared,
     results = await asyncio.gather(*(_arun(scope, prep.calls[n]) for n in names))
     fused = _fuse(prep, dict(zip(names, results, strict=True)))
     docs = await _afetch(scope, p, [f.id for f in fused]) if fields or include_document else {}
-    return _hits(fused, docs, fields, include_document)
+    return to_hits(fused, docs, fields, include_document)
 
 
 def vector_search(

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from connector.template import is_missing, lookup
+
+if TYPE_CHECKING:
+    from connector.search.fusion import Fused
 
 Mode = Literal["vector", "keyword", "hybrid"]
 
@@ -29,3 +35,21 @@ class SearchHit:
         if self.document is not None:
             out["document"] = self.document
         return out
+
+
+def to_hits(
+    fused: Sequence[Fused], docs: Mapping[str, Any], fields: Sequence[str] | None,
+    include_document: bool,
+) -> list[SearchHit]:
+    """Ranked ids (with per-leg ranks when fused) + fetched documents -> typed hits, with the
+    asked-for fields picked by dotted path (None where a document lacks one)."""
+    out = []
+    for f in fused:
+        doc = docs.get(f.id)
+        picked = {}
+        for name in fields or ():
+            value = lookup(doc, tuple(name.split("."))) if doc is not None else None
+            picked[name] = None if is_missing(value) else value
+        out.append(SearchHit(f.id, f.score, picked, dict(f.ranks) if f.scores else {},
+                             dict(f.scores), doc if include_document else None))
+    return out

@@ -24,8 +24,7 @@ from connector.filters import FieldFilter, coerce_filter
 from connector.search.backend import SearchBackend
 from connector.search.fusion import Fused, LegHit, reciprocal_rank_fusion, weighted_fusion
 from connector.search.media import is_media_query, load_query_media
-from connector.search.results import Mode, SearchHit
-from connector.template import is_missing, lookup
+from connector.search.results import Mode, SearchHit, to_hits
 from encoders.base import Encoder
 from encoders.registry import load_encoder
 
@@ -126,18 +125,7 @@ class Searcher:
         include_document: bool,
     ) -> list[SearchHit]:
         docs = self.backend.fetch(p, [f.id for f in fused]) if fields or include_document else {}
-        out = []
-        for f in fused:
-            doc = docs.get(f.id)
-            picked = {}
-            for name in fields or ():
-                value = lookup(doc, tuple(name.split("."))) if doc is not None else None
-                picked[name] = None if is_missing(value) else value
-            out.append(SearchHit(
-                f.id, f.score, picked, dict(f.ranks) if len(f.ranks) and f.scores else {},
-                dict(f.scores), doc if include_document else None,
-            ))
-        return out
+        return to_hits(fused, docs, fields, include_document)
 
     def close(self) -> None:
         self.backend.close()
