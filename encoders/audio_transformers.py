@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from connector.errors import EncoderError
-from encoders.base import EncodeResult, LoadedModelEncoder, Modality
+from encoders.base import EncodeResult, LoadedModelEncoder, Modality, checked_options
 from encoders.device import resolve_device
 from encoders.packaged import resolve_packaged
 
@@ -45,11 +45,7 @@ class AudioTransformersEncoder(LoadedModelEncoder):
                 f"the audio encoder needs transformers ({e.name} is missing): "
                 "pip install 'cbembed[audio]'"
             ) from e
-        opts = dict(options or {})
-        unknown = set(opts) - _OPTIONS
-        if unknown:
-            raise EncoderError(f"audio-transformers: unknown option(s) {sorted(unknown)} "
-                               f"(known: {sorted(_OPTIONS)})")
+        opts = checked_options(self.kind, options, _OPTIONS)
         self._model_name = model
         self._device = resolve_device(device)
         precision = str(opts.get("precision", "fp16" if self._device.startswith("cuda")

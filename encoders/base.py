@@ -77,6 +77,19 @@ class LoadedModelEncoder(Encoder):
         return self._device
 
 
+def checked_options(kind: str, options: dict[str, Any] | None, known: set[str] | frozenset[str]
+                    ) -> dict[str, Any]:
+    """A copy of an encoder's `options`, refusing names it does not know (a typo would
+    otherwise be ignored silently)."""
+    from connector.errors import EncoderError
+
+    opts = dict(options or {})
+    unknown = set(opts) - set(known)
+    if unknown:
+        raise EncoderError(f"{kind}: unknown option(s) {sorted(unknown)} (known: {sorted(known)})")
+    return opts
+
+
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from connector.errors import EncoderError
-from encoders.base import EncodeResult, LoadedModelEncoder
+from encoders.base import EncodeResult, LoadedModelEncoder, checked_options
 from encoders.device import resolve_device
 
 TINY_CLIP = "cbembed/tiny-clip"
@@ -73,11 +73,7 @@ class OpenClipEncoder(LoadedModelEncoder):
                 f"the open-clip encoder needs open_clip ({e.name} is missing): "
                 "pip install 'cbembed[images]'"
             ) from e
-        opts = dict(options or {})
-        unknown = set(opts) - _OPTIONS
-        if unknown:
-            raise EncoderError(f"open-clip: unknown option(s) {sorted(unknown)} "
-                               f"(known: {sorted(_OPTIONS)})")
+        opts = checked_options(self.kind, options, _OPTIONS)
         pretrained = opts.get("pretrained")
         name, weights = open_clip_name(model, pretrained)
         self._model_name = model if pretrained is None else f"{model}:{pretrained}"
