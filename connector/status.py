@@ -7,6 +7,16 @@ from typing import Any
 from connector.backends import open_backend
 from connector.config import Settings
 from connector.events import Keyspace
+from connector.storage import DeadLetter
+
+
+async def dead_letters(settings: Settings, pipeline: str | None = None) -> list[DeadLetter]:
+    """The dead letters of one pipeline, or of all (what `cbembed deadletter` prints)."""
+    backend = await open_backend(settings)
+    try:
+        return await backend.list_dead_letters(pipeline)
+    finally:
+        await backend.close()
 
 
 async def pipeline_status(settings: Settings) -> list[dict[str, Any]]:

@@ -48,6 +48,15 @@ def db(settings: Settings) -> EmbeddedDatabase:
     d.close()
 
 
+def dead_letters(settings: Settings, pipeline: str | None = None) -> list[Any]:
+    """The dead letters in the settings' storage (as `cbembed deadletter` lists them)."""
+    import asyncio
+
+    from connector.status import dead_letters as list_dead_letters
+
+    return asyncio.run(list_dead_letters(settings, pipeline))
+
+
 def stored(db: EmbeddedDatabase, pipeline: str = "products") -> dict[str, tuple[str, bytes]]:
     """key -> (source_hash, vector bytes) of what a pipeline wrote."""
     rows = db.query(

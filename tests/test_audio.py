@@ -5,7 +5,6 @@ audio-to-audio search; and a tiny CLAP for text-to-audio query mechanics."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from pathlib import Path
@@ -18,7 +17,7 @@ from connector.config import Settings, load_settings
 from connector.embedded import EmbeddedDatabase
 from connector.errors import SearchError
 from connector.search import Searcher
-from tests.conftest import run_until_idle, stored
+from tests.conftest import dead_letters, run_until_idle, stored
 from tests.media import png, wav
 
 KS = "media.sounds.clips"
@@ -144,7 +143,7 @@ def test_audio_pipeline_decodes_resamples_and_embeds(tmp_path: Path, w2v_dir: Pa
     # Another clip: clearly another vector; the inline copy of it: the same vector.
     assert cos(out["a16"], out["b16"]) < cos(out["a16"], out["a44"]) - 0.05
     assert np.allclose(out["b16"], out["b64"], atol=1e-5)
-    letters = _dead_letters(settings)
+    letters = {d.key: d for d in dead_letters(settings)}
     assert {k: d.kind for k, d in letters.items()} == {
         "garbage": "undecodable", "picture": "undecodable", "elsewhere": "outside_root"}
     assert "noise.wav" in letters["garbage"].reason
@@ -223,16 +222,3 @@ def test_clap_takes_text_queries(tmp_path: Path) -> None:
     finally:
         searcher.close()
     db.close()
-
-
-def _dead_letters(settings: Settings) -> dict[str, Any]:
-    from connector.backends import open_backend
-
-    async def go() -> list[Any]:
-        b = await open_backend(settings)
-        try:
-            return await b.list_dead_letters()
-        finally:
-            await b.close()
-
-    return {d.key: d for d in asyncio.run(go())}

@@ -24,7 +24,7 @@ from connector.hashing import pipeline_fingerprint, source_hash
 from connector.service import Connector, run_until_idle
 from encoders.registry import register_instance
 from tests.cbserver import CouchbaseTestServer
-from tests.conftest import RacingEncoder
+from tests.conftest import RacingEncoder, dead_letters
 
 KS = "default.inventory.hotels"
 
@@ -94,23 +94,13 @@ def test_sdk_writes_are_embedded_and_readable_through_the_sdk(srv, hotels, minil
 
     meta = hotels.lookup_in("h7", [SD.get("_cbembed.hotels", xattr=True)]).content_as[dict](0)
     assert meta["h"] == expected_hash(s, docs["h7"]) and meta["d"] == 384
-    letters = asyncio.run(_dead_letters(s))
+    letters = dead_letters(s)
     assert [(d.key, d.kind) for d in letters] == [("broken", "missing_field")]
     # Restart: nothing is read twice, nothing re-embedded, no document rewritten.
     cas_before = hotels.get("h3").cas
     again = run_until_idle(s).pipelines["hotels"]
     assert again == summary
     assert hotels.get("h3").cas == cas_before
-
-
-async def _dead_letters(s: Settings) -> list[Any]:
-    from connector.backends import open_backend
-
-    b = await open_backend(s)
-    try:
-        return await b.list_dead_letters()
-    finally:
-        await b.close()
 
 
 @pytest.mark.parametrize("xattr_mode", ["preserve", "keep_system_only"])

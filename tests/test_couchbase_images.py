@@ -5,10 +5,8 @@ vectors read back; a bad photo is a dead letter and the stream goes on."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from connector.demo import shapes
 from connector.search import Searcher
 from connector.service import run_until_idle
 from tests.cbserver import CouchbaseTestServer
+from tests.conftest import dead_letters
 from tests.media import TINY_CLIP
 
 KS = "default.gallery.photos"
@@ -107,7 +106,7 @@ def test_a_photo_gets_its_vector_in_couchbase_and_a_text_query_finds_it(
             searcher.close()
 
         # Bad photos are dead letters with their reasons.
-        letters = {d.key: d for d in asyncio.run(_dead_letters(s))}
+        letters = {d.key: d for d in dead_letters(s)}
         assert {k: d.kind for k, d in letters.items()} == {
             "broken": "undecodable", "elsewhere": "outside_root"}
 
@@ -121,13 +120,3 @@ def test_a_photo_gets_its_vector_in_couchbase_and_a_text_query_finds_it(
         assert after["text_vec"] != current["text_vec"]
     finally:
         cluster.close()
-
-
-async def _dead_letters(s: Settings) -> list[Any]:
-    from connector.backends import open_backend
-
-    b = await open_backend(s)
-    try:
-        return await b.list_dead_letters()
-    finally:
-        await b.close()

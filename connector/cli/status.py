@@ -8,9 +8,8 @@ import datetime as dt
 import json
 from typing import Any
 
-from connector.backends import open_backend
 from connector.config import load_settings
-from connector.status import pipeline_status
+from connector.status import dead_letters, pipeline_status
 
 
 def register(sub: Any) -> None:
@@ -41,19 +40,11 @@ def handle_status(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _dead_letters(settings: Any, pipeline: str | None) -> list[Any]:
-    backend = await open_backend(settings)
-    try:
-        return await backend.list_dead_letters(pipeline)
-    finally:
-        await backend.close()
-
-
 def handle_deadletter(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     if args.pipeline:
         settings.pipeline(args.pipeline)  # a clear error for an unknown name
-    letters = asyncio.run(_dead_letters(settings, args.pipeline))
+    letters = asyncio.run(dead_letters(settings, args.pipeline))
     if args.json:
         print(json.dumps({"dead_letters": [
             {"pipeline": d.pipeline, "keyspace": d.keyspace, "key": d.key, "seqno": d.seqno,
