@@ -192,8 +192,7 @@ class PipelineWorker:
         if self._failed_hashes.get(ev.key) == extracted.source_hash:
             # Failed to load or encode before with this very input (an unreachable URL, say):
             # its dead letter stands; try again only when the input changes.
-            extra = self.stats.extra
-            extra["skipped_known_bad"] = extra.get("skipped_known_bad", 0) + 1
+            self.stats.skipped_known_bad += 1
             self._finish(ev)
             return
         await self._batch_queue.put(WorkItem(ev, extracted))

@@ -87,6 +87,7 @@ class PipelineStats:
     cas_conflicts: int = 0
     truncated: int = 0
     write_retries: int = 0
+    skipped_known_bad: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, int]:
@@ -99,6 +100,7 @@ class PipelineStats:
             "cas_conflicts": self.cas_conflicts,
             "truncated": self.truncated,
             "write_retries": self.write_retries,
+            "skipped_known_bad": self.skipped_known_bad,
             **self.extra,
         }
 

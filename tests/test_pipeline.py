@@ -10,7 +10,14 @@ from connector.embedded import EmbeddedDatabase
 from connector.errors import EncoderError
 from connector.hashing import pipeline_fingerprint, source_hash
 from encoders.registry import register_instance
-from tests.conftest import KEYSPACE, RacingEncoder, make_settings, run_until_idle, stored
+from tests.conftest import (
+    KEYSPACE,
+    RacingEncoder,
+    dead_letters,
+    make_settings,
+    run_until_idle,
+    stored,
+)
 
 
 def vec(raw: bytes) -> np.ndarray:
@@ -88,7 +95,7 @@ def test_bad_documents_become_dead_letters_and_the_stream_goes_on(settings, db) 
     s = run_until_idle(settings).pipelines["products"]
     assert set(stored(db)) == {"ok1", "ok2"}
     assert s["failed"] == 4
-    letters = {d.key: d for d in db_dead_letters(settings)}
+    letters = {d.key: d for d in dead_letters(settings, "products")}
     assert letters["nojson"].kind == "not_json"
     assert letters["missing"].kind == "missing_field"
     assert "'body' is missing" in letters["missing"].reason
@@ -98,26 +105,11 @@ def test_bad_documents_become_dead_letters_and_the_stream_goes_on(settings, db) 
     db.upsert(KEYSPACE, "missing", {"title": "no body", "body": "now there is one"})
     run_until_idle(settings)
     assert "missing" in stored(db)
-    assert "missing" not in {d.key for d in db_dead_letters(settings)}
+    assert "missing" not in {d.key for d in dead_letters(settings, "products")}
     # Deleting a document clears its dead letter too.
     db.remove(KEYSPACE, "nojson")
     run_until_idle(settings)
-    assert {d.key for d in db_dead_letters(settings)} == {"wrongtype", "array"}
-
-
-def db_dead_letters(settings):
-    import asyncio
-
-    from connector.backends import open_backend
-
-    async def go():
-        b = await open_backend(settings)
-        try:
-            return await b.list_dead_letters("products")
-        finally:
-            await b.close()
-
-    return asyncio.run(go())
+    assert {d.key for d in dead_letters(settings, "products")} == {"wrongtype", "array"}
 
 
 def test_write_during_encoding_never_gets_the_stale_vector(tmp_path, minilm) -> None:
@@ -181,7 +173,8 @@ def test_a_failing_stage_stops_the_run_instead_of_hanging(tmp_path, minilm) -> N
     db.upsert(KEYSPACE, "a", {"title": "x", "body": "y"})
     with pytest.raises(EncoderError, match="device lost"):
         run_until_idle(settings)
-    assert stored(db) == {} and db_dead_letters(settings) == []  # nothing lost as a dead letter
+    assert stored(db) == {}
+    assert dead_letters(settings, "products") == []  # nothing lost as a dead letter
 
 
 class PickyEncoder(RacingEncoder):
@@ -205,7 +198,7 @@ def test_an_input_the_model_refuses_is_a_dead_letter_and_its_batch_survives(
                    + [("bad", {"title": "POISON", "body": "x"})])
     s = run_until_idle(settings).pipelines["products"]
     assert s["embedded"] == 9 and s["failed"] == 1
-    (letter,) = db_dead_letters(settings)
+    (letter,) = dead_letters(settings, "products")
     assert letter.key == "bad" and letter.kind == "encode"
     assert "cannot embed this input" in letter.reason
 
@@ -250,7 +243,7 @@ def test_an_input_that_failed_is_not_retried_until_it_changes(tmp_path, minilm) 
         while not (c.workers and c.workers[0].stats.failed):
             await asyncio.sleep(0.02)
         db.upsert(KEYSPACE, "bad", {"title": "POISON", "body": "x", "stock": 2})  # same input
-        while c.workers[0].stats.extra.get("skipped_known_bad", 0) == 0:
+        while c.workers[0].stats.skipped_known_bad == 0:
             await asyncio.sleep(0.02)
         db.upsert(KEYSPACE, "bad", {"title": "fixed", "body": "x", "stock": 2})  # new input
         while not c.workers[0].stats.embedded:
@@ -262,4 +255,4 @@ def test_an_input_that_failed_is_not_retried_until_it_changes(tmp_path, minilm) 
 
     s = asyncio.run(asyncio.wait_for(go(), 120))
     assert (s["failed"], s["skipped_known_bad"], s["embedded"]) == (1, 1, 1)
-    assert db_dead_letters(settings) == []
+    assert dead_letters(settings, "products") == []
